@@ -1,0 +1,6 @@
+"""`python -m fastload`: the load generator."""
+import sys
+
+from fastload.cli import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""The SUT's gRPC half: hands issued samples to a thread pool that fires Infer calls.
+
+Open loop: a worker only encodes and *starts* a call (grpcio copies the bytes at call start and
+returns a future), so the number of requests in flight is bounded by ``max_inflight``, never by
+the pool size, and a stalled scheduler cannot slow LoadGen's schedule. Every sample is completed
+towards LoadGen exactly once: on a response, a gRPC error, a timeout or a client-side failure.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from multiprocessing.connection import wait as wait_for_messages
+from typing import Mapping, Sequence
+
+import grpc
+
+from fastload._encode import RequestEncoder
+from fastload._pb.scheduler_pb2 import InferResponse
+from fastload.arrivals import ISSUE_RECORD, TAG_END, TAG_ISSUED, Issuer
+from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATUS_OK, Record,
+                              Recorder)
+
+INFER_METHOD = "/scheduler.SchedulerService/Infer"
+
+
+class Dispatcher:
+    """Turns samples from LoadGen processes into Infer calls and records each outcome."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        encoders: Mapping[str, RequestEncoder],
+        recorder: Recorder,
+        timeout_s: float,
+        max_inflight: int,
+        metadata: Sequence[tuple[str, str]] = (),
+        workers: int = 4,
+    ) -> None:
+        # No serializers: the encoder's bytes go to the wire as they are.
+        self._infer = channel.unary_unary(INFER_METHOD, _registered_method=True)
+        self._encoders = encoders
+        self._recorder = recorder
+        self._timeout_s = timeout_s
+        self._metadata = tuple(metadata) or None
+        self._max_inflight = max_inflight
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-send")
+
+    def serve(self, issuers: Sequence[Issuer]) -> None:
+        """Forward samples until every LoadGen process has ended, then drain calls in flight."""
+        by_inbox = {issuer.inbox: issuer for issuer in issuers}
+        while by_inbox:
+            for inbox in wait_for_messages(list(by_inbox)):
+                issuer = by_inbox[inbox]
+                try:
+                    message = inbox.recv_bytes()
+                except EOFError:  # the child died; its samples still complete below
+                    del by_inbox[inbox]
+                    continue
+                if message[:1] == TAG_ISSUED:
+                    self._hand_off(issuer, message)
+                elif message[:1] == TAG_END:
+                    issuer.ended = True
+                    issuer.valid = _parse_end(message)
+                    del by_inbox[inbox]
+        self.drain(self._timeout_s + 5.0)
+
+    def _hand_off(self, issuer: Issuer, message: bytes) -> None:
+        for loadgen_id, issue_mono_ns, issue_wall_ns in ISSUE_RECORD.iter_unpack(
+            memoryview(message)[1:]
+        ):
+            cls, model = issuer.draw.draw()
+            record = self._recorder.open(issuer.plan.label, loadgen_id, cls, model,
+                                         issue_mono_ns, issue_wall_ns)
+            with self._idle:
+                overloaded = self._inflight >= self._max_inflight
+                if not overloaded:
+                    self._inflight += 1
+            if overloaded:
+                self._finish(issuer, record, STATUS_CLIENT_OVERLOAD, False, counted=False)
+            else:
+                self._pool.submit(self._send, issuer, record)
+
+    def _send(self, issuer: Issuer, record: Record) -> None:
+        """The one place a request is built and sent."""
+        try:
+            payload = self._encoders[record.model].encode(
+                record.cls.tier, record.deadline_ns, record.model
+            )
+            record.send_mono_ns = time.monotonic_ns()
+            call = self._infer.future(payload, timeout=self._timeout_s, metadata=self._metadata)
+        except Exception:  # noqa: BLE001 - any client-side failure still completes the sample
+            self._finish(issuer, record, STATUS_CLIENT_ERROR, False)
+            return
+        call.add_done_callback(partial(self._on_done, issuer, record))
+
+    def _on_done(self, issuer: Issuer, record: Record, call: grpc.Future) -> None:
+        code = call.code()
+        if code is grpc.StatusCode.OK:
+            try:
+                success = InferResponse.FromString(call.result()).success
+            except Exception:  # noqa: BLE001 - an undecodable response is a failed request
+                self._finish(issuer, record, STATUS_CLIENT_ERROR, False)
+                return
+            self._finish(issuer, record, STATUS_OK, success)
+        else:
+            self._finish(issuer, record, code.name if code else STATUS_CLIENT_ERROR, False)
+
+    def _finish(self, issuer: Issuer, record: Record, status: str, success: bool,
+                counted: bool = True) -> None:
+        """The one place a sample is recorded and completed towards LoadGen."""
+        if self._recorder.close(record, time.monotonic_ns(), status, success):
+            issuer.complete(record.loadgen_sample_id)
+        if counted:
+            with self._idle:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.notify_all()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait for calls in flight; True if none is left."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout_s)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _parse_end(message: bytes) -> bool | None:
+    return json.loads(message[1:]).get("valid")

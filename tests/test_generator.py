@@ -1,0 +1,192 @@
+"""End to end: `python -m fastload` through the real LoadGen against a real scheduler on loopback."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastload.metrics import CSV_COLUMNS
+from fastload.workload import builtin_workload
+
+SPEC_COLUMNS = ["timestamp_issued", "sample_id", "tier", "slo", "model", "latency_ns",
+                "latency_ms", "slo_met"]
+
+
+def run_fastload(tmp_path: Path, *args: str, timeout_s: float = 120) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run the CLI in a subprocess, outputs under tmp_path; returns the process and the CSV path."""
+    csv_path = tmp_path / "out" / "metrics.csv"
+    cmd = [sys.executable, "-m", "fastload", "--metrics-csv", str(csv_path),
+           "--output-dir", str(tmp_path / "logs"), "--min-query-count", "1", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=tmp_path)
+    return proc, csv_path
+
+
+def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    with open(csv_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def chi2_pvalue(observed: list[int], expected_fractions: list[float]) -> float:
+    """Pearson chi-square goodness of fit p-value (Wilson-Hilferty approximation, no scipy)."""
+    n = sum(observed)
+    stat = sum((o - n * p) ** 2 / (n * p) for o, p in zip(observed, expected_fractions))
+    k = len(observed) - 1
+    z = ((stat / k) ** (1 / 3) - (1 - 2 / (9 * k))) / math.sqrt(2 / (9 * k))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def loadgen_query_count(log_dir: Path) -> int:
+    """How many queries LoadGen says it generated (one sample each in the Server scenario)."""
+    detail = (log_dir / "mlperf_log_detail.txt").read_text()
+    match = re.search(r'"key": "generated_query_count", "value": (\d+)', detail)
+    assert match, "LoadGen's detail log has no generated_query_count"
+    return int(match.group(1))
+
+
+@pytest.fixture
+def address(start_scheduler) -> str:
+    # Enough simulated capacity that every request succeeds well inside its SLO.
+    return start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
+                           "--service-ms", "vit=1").address
+
+
+def test_default_run_records_every_sample_with_the_spec_mix(tmp_path, address):
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address, "--total-qps", "300",
+                                  "--duration-ms", "5000", "--seed", "11",
+                                  "--workload", "urgent_heavy")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(csv_path)
+    with open(csv_path, newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:8] == SPEC_COLUMNS and tuple(header) == CSV_COLUMNS
+
+    # Every sample LoadGen issued is recorded once, and every one was answered.
+    assert [int(r["sample_id"]) for r in rows] == list(range(len(rows)))
+    assert len({r["loadgen_sample_id"] for r in rows}) == len(rows)
+    assert len(rows) == loadgen_query_count(tmp_path / "logs")
+    assert {r["status"] for r in rows} == {"OK"}
+    assert all(r["slo_met"] == "True" for r in rows)
+
+    # Deadlines count from LoadGen's issue, never from a late send.
+    workload = builtin_workload("urgent_heavy")
+    slo_ns = {(c.tier, c.slo): c.slo_ns for c in workload.classes}
+    for r in rows:
+        assert int(r["deadline_ns"]) == int(r["timestamp_issued"]) + slo_ns[(int(r["tier"]), r["slo"])]
+        assert int(r["send_lag_ns"]) >= 0
+        assert int(r["latency_ns"]) >= int(r["send_lag_ns"])
+
+    # Class mix: one Poisson stream split by independent draws with the workload's fractions.
+    counts = Counter((int(r["tier"]), r["slo"]) for r in rows)
+    keys = [(c.tier, c.slo) for c in workload.classes]
+    assert chi2_pvalue([counts[k] for k in keys], [c.fraction for c in workload.classes]) > 1e-3
+
+    # Model mix: urgent -> resnet50 only; normal/relaxed 70/30 resnet50/vit.
+    assert {r["model"] for r in rows if r["slo"] == "urgent"} == {"resnet50"}
+    others = [r["model"] for r in rows if r["slo"] != "urgent"]
+    vit_share = others.count("vit") / len(others)
+    assert abs(vit_share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / len(others))
+
+    summary = json.loads(csv_path.with_suffix(".json").read_text())
+    assert summary["seed"] == 11 and summary["loadgen_valid"] is True
+    assert summary["overall"]["count"] == len(rows)
+    assert abs(summary["overall"]["achieved_qps"] - 300) < 0.1 * 300
+    assert "tier1_urgent" not in {p.name for p in (tmp_path / "logs").iterdir()}
+    assert "slo_attainment_%" in proc.stdout and "LoadGen result VALID" in proc.stdout
+
+
+def test_issue_times_are_poisson_at_300_qps(tmp_path, address):
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address, "--total-qps", "300",
+                                  "--duration-ms", "10000", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    issue_ns = np.sort(np.array([int(r["issue_mono_ns"]) for r in read_rows(csv_path)]))
+    gaps = np.diff(issue_ns).astype(np.float64)
+    cv = gaps.std() / gaps.mean()
+    assert abs(cv - 1.0) < 3.5 / math.sqrt(len(gaps)), f"inter-arrival CV {cv:.3f} over {len(gaps)}"
+
+
+def test_same_seed_gives_the_same_class_and_model_sequence(tmp_path, address):
+    sequences = []
+    for attempt in ("a", "b"):
+        proc, csv_path = run_fastload(tmp_path / attempt, "--scheduler-url", address,
+                                      "--total-qps", "200", "--duration-ms", "1500",
+                                      "--seed", "1234")
+        assert proc.returncode == 0, proc.stderr
+        sequences.append([(r["tier"], r["slo"], r["model"]) for r in read_rows(csv_path)])
+    n = min(map(len, sequences))
+    assert n > 100 and sequences[0][:n] == sequences[1][:n]
+
+
+def test_per_class_mode_runs_one_loadgen_per_class(tmp_path, address):
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address, "--total-qps", "200",
+                                  "--duration-ms", "2500", "--seed", "5", "--loadgen-per-class")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(csv_path)
+    workload = builtin_workload("balanced")
+    labels = {c.label for c in workload.classes}
+    for label in labels:
+        assert (tmp_path / "logs" / label / "mlperf_log_summary.txt").is_file(), label
+    # Each process serves one class only, and the merged CSV holds them all.
+    assert {r["issuer"] for r in rows} == labels
+    assert len(rows) == sum(loadgen_query_count(tmp_path / "logs" / label) for label in labels)
+    assert all(r["issuer"] == f"tier{r['tier']}_{r['slo']}" for r in rows)
+    assert [int(r["sample_id"]) for r in rows] == list(range(len(rows)))
+    # Distinct seeds: no two classes share an arrival schedule.
+    offsets = {}
+    for label in labels:
+        times = sorted(int(r["issue_mono_ns"]) for r in rows if r["issuer"] == label)
+        offsets[label] = tuple(np.diff(times[:20]))
+    assert len(set(offsets.values())) == len(labels)
+
+
+def test_unreachable_scheduler_fails_fast_without_writing_outputs(tmp_path):
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", "127.0.0.1:1",
+                                  "--duration-ms", "1000", timeout_s=30)
+    assert proc.returncode == 3
+    assert "127.0.0.1:1" in proc.stderr and "fastload.scheduler" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not csv_path.exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--total-qps", "0"), "--total-qps must be a positive number"),
+    (("--total-qps", "-5"), "--total-qps must be a positive number"),
+    (("--total-qps", "abc"), "invalid float value"),
+    (("--duration-ms", "0"), "--duration-ms must be > 0"),
+    (("--workload", "nope"), "invalid choice"),
+    (("--scheduler-url", "localhost"), "--scheduler-url must be host:port"),
+    (("--scheduler-url", "host:99999"), "--scheduler-url must be host:port"),
+    (("--timeout-ms", "-1"), "--timeout-ms must be > 0"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
+    proc, csv_path = run_fastload(tmp_path, *args, timeout_s=30)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not csv_path.exists()
+
+
+def test_workload_file_sets_classes_and_shapes(tmp_path, address):
+    workload_file = tmp_path / "mix.toml"
+    workload_file.write_text(
+        'name = "two_class"\n'
+        "[models.resnet50]\nshape = [1, 3, 32, 32]\n"
+        '[[classes]]\ntier = 1\nslo = "urgent"\nfraction = 0.5\n'
+        '[[classes]]\ntier = 3\nslo = "batch"\nslo_ms = 3000\nfraction = 0.5\n'
+        "models = { resnet50 = 1.0 }\n"
+    )
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address, "--total-qps", "100",
+                                  "--duration-ms", "1500", "--workload-file", str(workload_file))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(csv_path)
+    assert {(r["tier"], r["slo"]) for r in rows} == {("1", "urgent"), ("3", "batch")}
+    assert {r["status"] for r in rows} == {"OK"}
+    batch = [r for r in rows if r["slo"] == "batch"]
+    assert all(int(r["deadline_ns"]) - int(r["timestamp_issued"]) == 3_000_000_000 for r in batch)
+    assert json.loads(csv_path.with_suffix(".json").read_text())["workload"] == "two_class"

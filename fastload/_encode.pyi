@@ -7,10 +7,14 @@ FIELD_FLOAT: int  # 4: packed repeated float input_tensor
 class RequestEncoder:
     """Builds complete InferRequest wire bytes for one input shape.
 
-    Tensors come from ``pool_size`` pre-generated random float32 buffers in [0, 1], used in
-    rotation; each request's copy is stamped with the encoder's request counter, so no two
-    requests from one encoder carry identical tensor bytes (for tensors of >= 3 elements).
-    With ``fresh=True`` every value of every request is regenerated instead.
+    Tensors come from ``pool_size`` pre-generated random float32 buffers in [0, 1), used in
+    rotation (request k uses buffer k % pool_size). Each request's copy, never the pool, is
+    stamped with the encoder's request counter k: value i of the first min(3, n) becomes
+    ((k >> 22*i) & (2**22 - 1)) * 2**-22, an exact float32 in [0, 1). So no two requests
+    from one encoder carry identical tensor bytes (for tensors of >= 3 elements).
+    With ``fresh=True`` every value of every request is drawn anew from xoshiro256+
+    (seeded by ``seed``) instead, unstamped; there is no pool.
+    Output is byte-identical to ``scheduler_pb2.InferRequest(...).SerializeToString()``.
     """
 
     def __init__(
@@ -21,9 +25,15 @@ class RequestEncoder:
         tensor_field: int = 6,
         fresh: bool = False,
         seed: int = 0,
-    ) -> None: ...
+    ) -> None:
+        """Validates everything up front: dims in [0, 2**31), tensor under 2 GiB,
+        pool_size >= 1, tensor_field 4 or 6, seed in [0, 2**64); ValueError otherwise."""
     def encode(self, tier: int, deadline_ns: int, model_name: str) -> bytes:
-        """One request's wire bytes: a new bytes object, tensor copied once into place."""
+        """One request's wire bytes: a new bytes object, tensor copied once into place.
+
+        OverflowError if tier does not fit int32 or deadline_ns int64."""
+    def pool_buffer(self, index: int) -> bytes:
+        """A copy of pool tensor ``index`` before stamping, for tests and inspection."""
     @property
     def shape(self) -> tuple[int, ...]: ...
     @property

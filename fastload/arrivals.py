@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import struct
 import threading
 import time
@@ -66,6 +67,8 @@ def run_issuer(plan: ArrivalPlan, to_parent: Connection, from_parent: Connection
     """Child-process entry point: run one LoadGen test, forwarding issues and completions."""
     import mlperf_loadgen as lg
 
+    # Ctrl-C reaches the whole process group; the parent decides when this process stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     send_lock = threading.Lock()
     monotonic_ns, time_ns, pack = time.monotonic_ns, time.time_ns, ISSUE_RECORD.pack
 
@@ -238,6 +241,7 @@ class Issuer:
                 pass
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Join the process; terminate it if it is still running LoadGen after timeout_s."""
         self.process.join(timeout_s)
         if self.process.is_alive():
             self.process.terminate()

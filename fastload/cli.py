@@ -14,6 +14,7 @@ from fastload.workload import WORKLOAD_FRACTIONS, Workload, WorkloadError, built
     load_workload_file
 
 TENSOR_FIELDS = {"raw": 6, "float": 4}
+_METADATA_KEY = re.compile(r"^[a-z0-9_.-]+$")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one LoadGen test per class, each in its own process (the spec's topology)")
     p.add_argument("--embedded", action="store_true",
                    help="start the reference scheduler on a free loopback port and target it")
+    tls = p.add_argument_group("secure channels")
+    tls.add_argument("--tls", action="store_true", help="connect over TLS")
+    tls.add_argument("--ca-cert", type=Path,
+                     help="PEM roots to verify the scheduler with (default: system roots)")
+    tls.add_argument("--client-cert", type=Path, help="PEM client certificate, for mutual TLS")
+    tls.add_argument("--client-key", type=Path, help="PEM client key, for mutual TLS")
+    tls.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                     help="gRPC metadata on every call, e.g. authorization='Bearer T'; repeatable")
     return p
 
 
@@ -88,6 +97,8 @@ def parse_config(argv: Sequence[str] | None = None):
                           else builtin_workload(args.workload))
     _check_writable_file(args.metrics_csv, "--metrics-csv")
     _check_writable_dir(args.output_dir, "--output-dir")
+    tls_config = _tls_config(args)
+    metadata = tuple(_metadata_pair(item) for item in args.metadata)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     return RunConfig(
         scheduler_url=args.scheduler_url, total_qps=args.total_qps, duration_ms=args.duration_ms,
@@ -95,7 +106,43 @@ def parse_config(argv: Sequence[str] | None = None):
         metrics_csv=args.metrics_csv, seed=seed, tensor_field=TENSOR_FIELDS[args.tensor_field],
         fresh_tensors=args.fresh_tensors, timeout_ms=args.timeout_ms,
         max_inflight=args.max_inflight, per_class=args.loadgen_per_class, embedded=args.embedded,
+        tls=tls_config, metadata=metadata,
     )
+
+
+def _tls_config(args: argparse.Namespace):
+    from fastload.runner import TlsConfig
+
+    files = {"--ca-cert": args.ca_cert, "--client-cert": args.client_cert,
+             "--client-key": args.client_key}
+    given = [flag for flag, path in files.items() if path is not None]
+    if not args.tls:
+        _require(not given, f"{given[0] if given else ''} needs --tls")
+        return None
+    _require(not args.embedded, "--tls cannot be combined with --embedded")
+    _require((args.client_cert is None) == (args.client_key is None),
+             "--client-cert and --client-key go together (mutual TLS)")
+    pem = {flag: _read_pem(path, flag) for flag, path in files.items() if path is not None}
+    return TlsConfig(pem.get("--ca-cert"), pem.get("--client-cert"), pem.get("--client-key"))
+
+
+def _read_pem(path: Path, flag: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+    _require(b"-----BEGIN" in data, f"{flag} {path} is not a PEM file")
+    return data
+
+
+def _metadata_pair(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    key = key.strip().lower()
+    _require(bool(sep) and _METADATA_KEY.match(key) is not None and not key.startswith("grpc-"),
+             f"--metadata must be KEY=VALUE with a key of a-z 0-9 - _ . (not grpc-*), got {item!r}")
+    _require(value.isascii() and value.isprintable(),
+             f"--metadata {key} value must be printable ASCII")
+    return key, value
 
 
 def _require(condition: bool, message: str) -> None:

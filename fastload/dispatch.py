@@ -24,6 +24,8 @@ from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATU
                               Recorder)
 
 INFER_METHOD = "/scheduler.SchedulerService/Infer"
+# How soon a stop request (SIGINT/SIGTERM) is noticed while no sample arrives.
+STOP_POLL_S = 0.1
 
 
 class Dispatcher:
@@ -50,11 +52,16 @@ class Dispatcher:
         self._idle = threading.Condition()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-send")
 
-    def serve(self, issuers: Sequence[Issuer]) -> None:
-        """Forward samples until every LoadGen process has ended, then drain calls in flight."""
+    def serve(self, issuers: Sequence[Issuer], stop: threading.Event) -> bool:
+        """Forward samples until every LoadGen process has ended or ``stop`` is set.
+
+        Returns False if stopped early; calls in flight are left to ``drain``.
+        """
         by_inbox = {issuer.inbox: issuer for issuer in issuers}
         while by_inbox:
-            for inbox in wait_for_messages(list(by_inbox)):
+            if stop.is_set():
+                return False
+            for inbox in wait_for_messages(list(by_inbox), timeout=STOP_POLL_S):
                 issuer = by_inbox[inbox]
                 try:
                     message = inbox.recv_bytes()
@@ -67,7 +74,7 @@ class Dispatcher:
                     issuer.ended = True
                     issuer.valid = _parse_end(message)
                     del by_inbox[inbox]
-        self.drain(self._timeout_s + 5.0)
+        return True
 
     def _hand_off(self, issuer: Issuer, message: bytes) -> None:
         for loadgen_id, issue_mono_ns, issue_wall_ns in ISSUE_RECORD.iter_unpack(

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
+import sys
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ EXIT_OK = 0
 EXIT_REQUEST_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_LOADGEN_FAILED = 4
+# SIGINT/SIGTERM exit 128 + the signal number: 130 / 143.
 
 # Room for a tensor of any reasonable shape plus headers.
 CHANNEL_OPTIONS = (
@@ -28,6 +33,8 @@ CHANNEL_OPTIONS = (
 )
 REACH_TIMEOUT_S = 3.0
 LOADGEN_START_TIMEOUT_S = 60.0
+# Beyond the per-request timeout, how long to wait for gRPC to report calls in flight.
+DRAIN_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,24 @@ class RunConfig:
     max_inflight: int
     per_class: bool
     embedded: bool
+    tls: TlsConfig | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def summary_json(self) -> Path:
         return self.metrics_csv.with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM bytes for a TLS channel; client cert and key together give mutual TLS."""
+
+    ca_cert: bytes | None
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca_cert, self.client_key, self.client_cert)
 
 
 class SchedulerUnreachable(RuntimeError):
@@ -60,51 +81,88 @@ class SchedulerUnreachable(RuntimeError):
 
 def run(config: RunConfig) -> int:
     """Run the test and write the CSV, the JSON summary and LoadGen's logs; return the exit code."""
-    with ExitStack() as stack:
-        target = config.scheduler_url
-        if config.embedded:
-            scheduler = stack.enter_context(EmbeddedScheduler())
-            target = scheduler.address
-            print(f"fastload: embedded reference scheduler on {target}", flush=True)
-        channel = stack.enter_context(grpc.insecure_channel(target, options=CHANNEL_OPTIONS))
-        _check_reachable(channel, target)
-        for directory in (config.metrics_csv.parent, config.output_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    stop_signals: list[int] = []
 
-        print(f"fastload: seed {config.seed}, {config.workload.name} at {config.total_qps:g} QPS "
-              f"for {config.duration_ms} ms -> {target}", flush=True)
-        recorder = Recorder()
-        issuers = _start_issuers(config)
-        dispatcher = Dispatcher(channel, _encoders(config), recorder,
-                                timeout_s=config.timeout_ms / 1000, max_inflight=config.max_inflight)
-        try:
-            for issuer in issuers:
-                issuer.go()
-            dispatcher.serve(issuers)
-        finally:
-            dispatcher.close()
-            for issuer in issuers:
-                issuer.stop()
+    def request_stop(signum: int, _frame) -> None:
+        stop_signals.append(signum)
+        stop.set()
 
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ExitStack() as stack:
+            target = config.scheduler_url
+            if config.embedded:
+                scheduler = stack.enter_context(EmbeddedScheduler())
+                target = scheduler.address
+                print(f"fastload: embedded reference scheduler on {target}", flush=True)
+            channel = stack.enter_context(_open_channel(config, target))
+            _check_reachable(channel, target, config.tls is not None)
+            for directory in (config.metrics_csv.parent, config.output_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+
+            print(f"fastload: seed {config.seed}, {config.workload.name} at "
+                  f"{config.total_qps:g} QPS for {config.duration_ms} ms -> {target}", flush=True)
+            recorder = Recorder()
+            issuers = _start_issuers(config)
+            dispatcher = Dispatcher(channel, _encoders(config), recorder,
+                                    timeout_s=config.timeout_ms / 1000,
+                                    max_inflight=config.max_inflight, metadata=config.metadata)
+            try:
+                for issuer in issuers:
+                    issuer.go()
+                finished = dispatcher.serve(issuers, stop)
+                if not finished:
+                    print(f"fastload: {signal.Signals(stop_signals[0]).name}: stopped issuing; "
+                          f"waiting up to {config.timeout_ms} ms for requests in flight",
+                          file=sys.stderr, flush=True)
+                    for issuer in issuers:
+                        issuer.stop(timeout_s=0)
+                dispatcher.drain(config.timeout_ms / 1000 + DRAIN_MARGIN_S)
+            finally:
+                dispatcher.close()
+                for issuer in issuers:
+                    issuer.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    interrupted = bool(stop_signals)
+    lost = [issuer.plan.label for issuer in issuers if not issuer.ended and not interrupted]
     valid_flags = [issuer.valid for issuer in issuers]
     loadgen_valid = None if None in valid_flags else all(valid_flags)
     summary = summarize(recorder.records, config.workload.active_classes(config.total_qps),
-                        config.total_qps, config.workload.name, config.seed, loadgen_valid)
+                        config.total_qps, config.workload.name, config.seed, loadgen_valid,
+                        interrupted)
     write_csv(recorder.records, config.metrics_csv)
     write_json(summary, config.summary_json)
     print(format_summary(summary), flush=True)
     if config.embedded and scheduler.stats_line:
         print(f"reference scheduler: {scheduler.stats_line}", flush=True)
+    if interrupted:
+        return 128 + stop_signals[0]
+    if lost:
+        print(f"fastload: error: LoadGen process {lost[0]} exited before its test ended; "
+              f"the outputs hold what it issued", file=sys.stderr)
+        return EXIT_LOADGEN_FAILED
     return EXIT_REQUEST_ERRORS if summary.overall.errors else EXIT_OK
 
 
-def _check_reachable(channel: grpc.Channel, target: str) -> None:
+def _open_channel(config: RunConfig, target: str) -> grpc.Channel:
+    if config.tls is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(target, config.tls.credentials(), options=CHANNEL_OPTIONS)
+
+
+def _check_reachable(channel: grpc.Channel, target: str, tls: bool) -> None:
     try:
         grpc.channel_ready_future(channel).result(timeout=REACH_TIMEOUT_S)
     except grpc.FutureTimeoutError:
+        hint = ("; if it is up, the TLS handshake failed: check --ca-cert and the server's "
+                "certificate" if tls else
+                "; start the reference one with `python -m fastload.scheduler` or pass --embedded")
         raise SchedulerUnreachable(
-            f"cannot reach the scheduler at {target} within {REACH_TIMEOUT_S:g} s; start the "
-            f"reference one with `python -m fastload.scheduler` or pass --embedded"
+            f"cannot reach the scheduler at {target} within {REACH_TIMEOUT_S:g} s{hint}"
         ) from None
 
 

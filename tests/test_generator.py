@@ -22,6 +22,7 @@ SPEC_COLUMNS = ["timestamp_issued", "sample_id", "tier", "slo", "model", "latenc
 
 def run_fastload(tmp_path: Path, *args: str, timeout_s: float = 120) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the CLI in a subprocess, outputs under tmp_path; returns the process and the CSV path."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     csv_path = tmp_path / "out" / "metrics.csv"
     cmd = [sys.executable, "-m", "fastload", "--metrics-csv", str(csv_path),
            "--output-dir", str(tmp_path / "logs"), "--min-query-count", "1", *args]

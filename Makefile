@@ -1,0 +1,24 @@
+# The loops people run. `pip install -e '.[test]'` once; `make compile` after editing the .pyx.
+PYTHON ?= python
+
+.PHONY: compile test bench bench-quick proto clean
+
+compile:
+	$(PYTHON) setup.py build_ext --inplace
+
+test:
+	$(PYTHON) -m pytest -q
+
+bench:
+	$(PYTHON) bench/bench_encode.py
+	$(PYTHON) bench/bench_scheduler.py
+	$(PYTHON) bench/runner.py
+
+bench-quick:
+	$(PYTHON) bench/runner.py --quick
+
+proto:
+	./generate_proto.sh
+
+clean:
+	rm -rf build *.egg-info fastload/_encode.c fastload/*.so

@@ -1,0 +1,101 @@
+"""Command line of the reference scheduler: flags into a `Config`, then serve; no logic here.
+
+Exit codes: 0 after SIGINT/SIGTERM, 1 when the address cannot be bound, 2 for bad flags.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from fastload.scheduler.memory import keep_freed_buffers
+from fastload.scheduler.policies import POLICIES
+from fastload.scheduler.server import Config, ListenError, serve
+
+PROG = "python -m fastload.scheduler"
+DEFAULT_SERVICE_MS = {"resnet50": 5.0, "vit": 15.0}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags give one line on stderr and exit 2, so scripts can show it as is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _model_ms(text: str) -> tuple[str, float]:
+    model, sep, ms_text = text.partition("=")
+    try:
+        ms = float(ms_text)
+    except ValueError:
+        ms = math.nan
+    if not sep or not model or not math.isfinite(ms) or ms < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected MODEL=MS with MS >= 0, e.g. vit=15, got {text!r}"
+        )
+    return model, ms
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value: int | None = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer in [{low}, {high}], got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    parser = _Parser(
+        prog=PROG,
+        description="Reference scheduler: queues Infer requests by policy on simulated GPUs.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_int_in(0, 65535), default=50051, help="0 picks a free port (default 50051)"
+    )
+    parser.add_argument(
+        "--gpus", type=_int_in(1, 4096), default=1, help="simulated GPU workers (default 1)"
+    )
+    parser.add_argument(
+        "--policy", choices=sorted(POLICIES), default="fifo", help="queue order (default fifo)"
+    )
+    parser.add_argument(
+        "--service-ms",
+        type=_model_ms,
+        action="append",
+        default=[],
+        metavar="MODEL=MS",
+        help="service time per request of a model; repeatable; also serves new models (default "
+        + ", ".join(f"{model}={ms:g}" for model, ms in DEFAULT_SERVICE_MS.items())
+        + ")",
+    )
+    args = parser.parse_args(argv)
+    service_ms = {**DEFAULT_SERVICE_MS, **dict(args.service_ms)}
+    return Config(
+        host=args.host,
+        port=args.port,
+        gpus=args.gpus,
+        policy=args.policy,
+        service_s={model: ms / 1000 for model, ms in service_ms.items()},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    keep_freed_buffers()
+    try:
+        stats = asyncio.run(serve(config))
+    except ListenError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    print(stats.line(), flush=True)
+    return 0

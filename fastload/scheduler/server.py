@@ -1,0 +1,150 @@
+"""The gRPC front end and the simulated GPUs: parse, enqueue by policy, answer with the outcome.
+
+grpc.aio with a generic handler and no deserializer: each request arrives as bytes, is parsed
+once by upb, and waits as a future rather than a thread, so a long queue cannot exhaust threads.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+import grpc
+
+from fastload._pb.scheduler_pb2 import InferResponse
+from fastload.scheduler.policies import Job, JobQueue
+from fastload.scheduler.request import InvalidRequest, parse_request
+
+SERVICE_NAME = "scheduler.SchedulerService"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Lets in-flight jobs finish on SIGINT/SIGTERM without making shutdown wait on a long queue.
+SHUTDOWN_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `serve` needs, parsed and validated by the CLI."""
+
+    host: str
+    port: int
+    gpus: int
+    policy: str
+    service_s: Mapping[str, float]
+
+
+@dataclass
+class Stats:
+    """Request counts for the shutdown summary; cancelled = the call ended (client gave up or
+    shutdown's grace ran out) before a GPU answered it."""
+
+    received: int = 0
+    completed: int = 0
+    expired: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+
+    def line(self) -> str:
+        return "stats: " + " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+
+
+class ListenError(RuntimeError):
+    """The address could not be bound; the message names it."""
+
+
+class Scheduler:
+    """The SchedulerService: one queue, `gpus` workers draining it, and the counters."""
+
+    def __init__(self, config: Config) -> None:
+        self._service_s = config.service_s
+        self._queue = JobQueue(config.policy)
+        self.stats = Stats()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """Infer as a raw-bytes method, so parsing happens once, in `parse_request`."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME, {"Infer": grpc.unary_unary_rpc_method_handler(self.infer)}
+        )
+
+    async def infer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.stats.received += 1
+        try:
+            valid = parse_request(request, self._service_s)
+        except InvalidRequest as exc:
+            self.stats.rejected += 1
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[bool] = loop.create_future()
+        # Expire a queued job at its deadline, not when a GPU reaches it: under priority, low
+        # tiers may never reach one, and each holds its 602 KB request until it is answered.
+        expiry = loop.call_later((valid.deadline_ns - time.time_ns()) / 1e9, _expire, outcome)
+        service_s = self._service_s[valid.model]
+        self._queue.put(Job(valid.tier, valid.deadline_ns, service_s, outcome, expiry))
+        try:
+            served = await outcome
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1
+            raise
+        if served:
+            self.stats.completed += 1
+            message = "completed"
+        else:
+            self.stats.expired += 1
+            message = "deadline expired"
+        return InferResponse(
+            deadline_ns=valid.deadline_ns, success=served, message=message
+        ).SerializeToString()
+
+    async def run_gpu(self) -> None:
+        """One simulated GPU: take the next job; expire it if late, else hold for its service."""
+        while True:
+            job = await self._queue.get()
+            if job.outcome.done():  # expired or cancelled while it was queued
+                continue
+            if time.time_ns() > job.deadline_ns:  # due, though its timer has not fired yet
+                _expire(job.outcome)
+                continue
+            job.expiry.cancel()  # once started, a job runs to completion even past its deadline
+            await asyncio.sleep(job.service_s)
+            if not job.outcome.done():
+                job.outcome.set_result(True)
+
+
+def _expire(outcome: asyncio.Future[bool]) -> None:
+    if not outcome.done():
+        outcome.set_result(False)
+
+
+async def serve(config: Config) -> Stats:
+    """Serve until SIGINT/SIGTERM; print `listening on HOST:PORT` once bound, return the counts."""
+    scheduler = Scheduler(config)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # Without this a second scheduler on a taken port would bind silently beside the first.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((scheduler.handler(),))
+    host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literals need brackets
+    target = f"{host}:{config.port}"
+    try:
+        port = server.add_insecure_port(target)
+    except RuntimeError:
+        raise ListenError(
+            f"cannot listen on {target}: address in use or not available; try --port 0"
+        ) from None
+    await server.start()
+    workers = [asyncio.create_task(scheduler.run_gpu()) for _ in range(config.gpus)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on {config.host}:{port}", flush=True)
+    await stop.wait()
+    await server.stop(SHUTDOWN_GRACE_S)
+    for worker in workers:
+        worker.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    return scheduler.stats

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from multiprocessing.connection import wait as wait_for_messages
@@ -26,6 +27,9 @@ from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATU
 INFER_METHOD = "/scheduler.SchedulerService/Infer"
 # How soon a stop request (SIGINT/SIGTERM) is noticed while no sample arrives.
 STOP_POLL_S = 0.1
+# The watchdog's period, and how long after its gRPC deadline a call is ended regardless.
+WATCHDOG_PERIOD_S = 0.1
+WATCHDOG_GRACE_S = 0.5
 
 
 class Dispatcher:
@@ -46,11 +50,19 @@ class Dispatcher:
         self._encoders = encoders
         self._recorder = recorder
         self._timeout_s = timeout_s
+        self._watchdog_after_ns = int((timeout_s + WATCHDOG_GRACE_S) * 1e9)
         self._metadata = tuple(metadata) or None
         self._max_inflight = max_inflight
         self._inflight = 0
         self._idle = threading.Condition()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-send")
+        # Calls the watchdog ended; gRPC may never release them, see _expire_forever.
+        self.forced_timeouts = 0
+        self._sent: deque[tuple[int, Issuer, Record, grpc.Future]] = deque()
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._expire_forever, name="fastload-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
 
     def serve(self, issuers: Sequence[Issuer], stop: threading.Event) -> bool:
         """Forward samples until every LoadGen process has ended or ``stop`` is set.
@@ -88,7 +100,7 @@ class Dispatcher:
                 if not overloaded:
                     self._inflight += 1
             if overloaded:
-                self._finish(issuer, record, STATUS_CLIENT_OVERLOAD, False, counted=False)
+                self._finish(issuer, record, STATUS_CLIENT_OVERLOAD, False)
             else:
                 self._pool.submit(self._send, issuer, record)
 
@@ -102,10 +114,34 @@ class Dispatcher:
             call = self._infer.future(payload, timeout=self._timeout_s, metadata=self._metadata)
         except Exception:  # noqa: BLE001 - any client-side failure still completes the sample
             self._finish(issuer, record, STATUS_CLIENT_ERROR, False)
+            self._release()
             return
         call.add_done_callback(partial(self._on_done, issuer, record))
+        self._sent.append((record.send_mono_ns + self._watchdog_after_ns, issuer, record, call))
+
+    def _expire_forever(self) -> None:
+        """Time out calls gRPC has not ended by their deadline plus a grace period.
+
+        Measured: with the scheduler process frozen (SIGSTOP) while its socket is full, some
+        grpcio calls never report their deadline until the peer wakes, and LoadGen would wait
+        for them for ever. Calls are checked in send order; the timeout is the same for all.
+        """
+        while not self._closed.wait(WATCHDOG_PERIOD_S):
+            now_ns = time.monotonic_ns()
+            while self._sent and self._sent[0][0] <= now_ns:
+                _, issuer, record, call = self._sent.popleft()
+                if not record.status:
+                    self.forced_timeouts += 1
+                    call.cancel()
+                    self._finish(issuer, record, grpc.StatusCode.DEADLINE_EXCEEDED.name, False)
 
     def _on_done(self, issuer: Issuer, record: Record, call: grpc.Future) -> None:
+        try:
+            self._record_outcome(issuer, record, call)
+        finally:
+            self._release()
+
+    def _record_outcome(self, issuer: Issuer, record: Record, call: grpc.Future) -> None:
         code = call.code()
         if code is grpc.StatusCode.OK:
             try:
@@ -117,16 +153,17 @@ class Dispatcher:
         else:
             self._finish(issuer, record, code.name if code else STATUS_CLIENT_ERROR, False)
 
-    def _finish(self, issuer: Issuer, record: Record, status: str, success: bool,
-                counted: bool = True) -> None:
+    def _finish(self, issuer: Issuer, record: Record, status: str, success: bool) -> None:
         """The one place a sample is recorded and completed towards LoadGen."""
         if self._recorder.close(record, time.monotonic_ns(), status, success):
             issuer.complete(record.loadgen_sample_id)
-        if counted:
-            with self._idle:
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._idle.notify_all()
+
+    def _release(self) -> None:
+        """Free a slot once gRPC has let go of a call (and of its request bytes)."""
+        with self._idle:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.notify_all()
 
     def drain(self, timeout_s: float) -> bool:
         """Wait for calls in flight; True if none is left."""
@@ -135,6 +172,8 @@ class Dispatcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._closed.set()
+        self._watchdog.join()
 
 
 def _parse_end(message: bytes) -> bool | None:

@@ -84,14 +84,14 @@ class Recorder:
             self.records.append(record)
         return record
 
-    @staticmethod
-    def close(record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
-        """Finish a record once; a second close is ignored and returns False."""
-        if record.status:
-            return False
-        record.done_mono_ns = done_mono_ns
-        record.success = success
-        record.status = status
+    def close(self, record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
+        """Finish a record once; a later close (gRPC after the watchdog) returns False."""
+        with self._lock:
+            if record.status:
+                return False
+            record.done_mono_ns = done_mono_ns
+            record.success = success
+            record.status = status
         return True
 
 

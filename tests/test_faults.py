@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,13 +64,22 @@ def test_scheduler_dying_mid_run_completes_every_sample_with_unavailable(tmp_pat
 
 
 def test_stalled_scheduler_times_out_keeps_the_rate_and_caps_memory(tmp_path, start_scheduler):
-    # One simulated GPU busy for 10 minutes: every request queues behind it, none is answered.
-    scheduler = start_scheduler("--gpus", "1", "--service-ms", "resnet50=600000",
-                                "--service-ms", "vit=600000")
+    scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
+                                "--service-ms", "vit=1")
     proc, csv_path = start_fastload(tmp_path, "--scheduler-url", scheduler.address,
                                     "--total-qps", "300", "--duration-ms", "10000",
                                     "--timeout-ms", "1500", "--max-inflight", "200",
                                     "--seed", "4")
+    # Connected, then frozen: the kernel still accepts bytes, nothing is ever answered.
+    wait_for_output(proc, "fastload: seed")
+    os.kill(scheduler.pid, signal.SIGSTOP)
+    try:
+        measure_stall(proc, csv_path, tmp_path)
+    finally:
+        os.kill(scheduler.pid, signal.SIGCONT)
+
+
+def measure_stall(proc: subprocess.Popen, csv_path: Path, tmp_path: Path) -> None:
     tree = psutil.Process(proc.pid)
     peak_rss = 0
     while proc.poll() is None:

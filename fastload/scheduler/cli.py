@@ -10,7 +10,7 @@ import math
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from fastload.scheduler.memory import keep_freed_buffers
+from fastload.memory import keep_freed_buffers
 from fastload.scheduler.policies import POLICIES
 from fastload.scheduler.server import Config, ListenError, serve
 

@@ -4,31 +4,26 @@ Reads the `listening on HOST:PORT` line to learn the address, so callers never g
 """
 from __future__ import annotations
 
-import os
 import re
 import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (\S+):(\d+)\n")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SchedulerProcess:
     """`python -m fastload.scheduler --port 0 ARGS...`, started and ready once constructed."""
 
     def __init__(self, *args: str, host: str = "127.0.0.1", start_timeout_s: float = 15.0) -> None:
-        env = dict(os.environ)
-        # Lets the subprocess import fastload from this tree whether or not it is installed.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastload.scheduler", "--host", host, "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            # Its own session: a Ctrl-C meant for fastload must not kill the scheduler mid-run.
+            start_new_session=True,
         )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], start_timeout_s)

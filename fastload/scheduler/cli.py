@@ -8,11 +8,12 @@ import argparse
 import asyncio
 import math
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from fastload.memory import keep_freed_buffers
 from fastload.scheduler.policies import POLICIES
-from fastload.scheduler.server import Config, ListenError, serve
+from fastload.scheduler.server import Config, ListenError, ServerTls, serve
 
 PROG = "python -m fastload.scheduler"
 DEFAULT_SERVICE_MS = {"resnet50": 5.0, "vit": 15.0}
@@ -78,15 +79,38 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         + ", ".join(f"{model}={ms:g}" for model, ms in DEFAULT_SERVICE_MS.items())
         + ")",
     )
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    parser.add_argument("--tls-client-ca", type=Path,
+                        help="PEM CA: require client certificates it signed (mutual TLS)")
+    parser.add_argument("--auth-token", help="require metadata `authorization: Bearer TOKEN`")
     args = parser.parse_args(argv)
     service_ms = {**DEFAULT_SERVICE_MS, **dict(args.service_ms)}
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_client_ca:
+        if not (args.tls_cert and args.tls_key):
+            parser.error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+        tls = ServerTls(_read_pem(parser, args.tls_cert), _read_pem(parser, args.tls_key),
+                        _read_pem(parser, args.tls_client_ca) if args.tls_client_ca else None)
     return Config(
         host=args.host,
         port=args.port,
         gpus=args.gpus,
         policy=args.policy,
         service_s={model: ms / 1000 for model, ms in service_ms.items()},
+        tls=tls,
+        auth_token=args.auth_token,
     )
+
+
+def _read_pem(parser: argparse.ArgumentParser, path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        parser.error(f"{path}: cannot read it ({exc.strerror})")
+    if b"-----BEGIN" not in data:
+        parser.error(f"{path} is not a PEM file")
+    return data
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,24 @@ class Config:
     gpus: int
     policy: str
     service_s: Mapping[str, float]
+    tls: ServerTls | None = None
+    # Callers must send `authorization: Bearer <auth_token>` when set.
+    auth_token: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM bytes; with client_ca set, clients must present a certificate it signed (mTLS)."""
+
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.cert_chain)], root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
 
 
 @dataclass
@@ -59,6 +77,7 @@ class Scheduler:
     def __init__(self, config: Config) -> None:
         self._service_s = config.service_s
         self._queue = JobQueue(config.policy)
+        self._authorization = f"Bearer {config.auth_token}" if config.auth_token else None
         self.stats = Stats()
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -69,6 +88,12 @@ class Scheduler:
 
     async def infer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         self.stats.received += 1
+        if self._authorization is not None and (
+            dict(context.invocation_metadata() or ()).get("authorization") != self._authorization
+        ):
+            self.stats.rejected += 1
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong authorization metadata")
         try:
             valid = parse_request(request, self._service_s)
         except InvalidRequest as exc:
@@ -130,7 +155,8 @@ async def serve(config: Config) -> Stats:
     host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literals need brackets
     target = f"{host}:{config.port}"
     try:
-        port = server.add_insecure_port(target)
+        port = (server.add_secure_port(target, config.tls.credentials()) if config.tls
+                else server.add_insecure_port(target))
     except RuntimeError:
         raise ListenError(
             f"cannot listen on {target}: address in use or not available; try --port 0"

@@ -7,13 +7,13 @@ Two kinds of numbers, labelled in the output:
 in-situ   One real ``fastload.runner.run`` in this process against the reference scheduler,
           with the hot-path functions wrapped in per-thread CPU timers (time.thread_time_ns):
           LoadGen child process (rusage from the moment it is told to go until it is joined),
-          receive loop, hand-off, Recorder.open/close, encoder, ``future()`` start, done
-          callback, completion pipe send, and every thread's CPU from /proc over the test
+          the senders' pipe read, Recorder.open/close, encoder, ``future()`` start, done
+          callback, completion pipe write, and every thread's CPU from /proc over the test
           window, which also gives what the timers cannot see (gRPC's C threads). The timers
           cost about 2 x the measured per-call overhead per wrapped piece; it is printed.
 isolated  The same pieces called in a loop on their own: encode(), ``future()`` start (one call
           in flight at a time), response parse, Recorder.open+close, the child's issue
-          message, and LoadGen with an empty callback (bench/client_empty.py, steady CPU).
+          record, and LoadGen with an empty callback (bench/client_empty.py, steady CPU).
           Isolated numbers miss cache and scheduling effects of the real run.
 """
 from __future__ import annotations
@@ -29,13 +29,13 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import redirect_stdout
-from multiprocessing import Pipe
 from pathlib import Path
 
 import psutil
 
+import fastload.arrivals as fl_arrivals
 import fastload.runner as fl_runner
-from fastload.arrivals import ISSUE_RECORD, TAG_ISSUED, Issuer
+from fastload.arrivals import ARRIVAL, COMPLETION, KIND_ISSUED, Arrivals, Issuer
 from fastload.cli import parse_config
 from fastload.dispatch import Dispatcher
 from fastload.metrics import Recorder
@@ -87,13 +87,13 @@ TIMERS = Timers()
 
 class _TimedEncoder:
     def __init__(self, encoder) -> None:
-        self.encode = TIMERS.wrap("worker: encoder encode()", encoder.encode,
+        self.encode = TIMERS.wrap("sender: encoder encode()", encoder.encode,
                                   count_faults=True)
 
 
 class _TimedCall:
     def __init__(self, multicallable) -> None:
-        self.future = TIMERS.wrap("worker: gRPC future() start", multicallable.future,
+        self.future = TIMERS.wrap("sender: gRPC future() start", multicallable.future,
                                   count_faults=True)
 
 
@@ -183,7 +183,16 @@ class TimedIssuer(Issuer):
     def complete(self, sample_id: int) -> None:
         start = thread_ns()
         super().complete(sample_id)
-        TIMERS.add("done: completion pipe send (Issuer.complete)", thread_ns() - start)
+        TIMERS.add("done: completion pipe write (Issuer.complete)", thread_ns() - start)
+
+
+class TimedArrivals(Arrivals):
+    def receive(self):
+        start = thread_ns()
+        try:
+            return super().receive()
+        finally:
+            TIMERS.add("sender: pipe read + unpack (Arrivals.receive)", thread_ns() - start)
 
 
 class TimedRecorder(Recorder):
@@ -192,7 +201,7 @@ class TimedRecorder(Recorder):
         try:
             return super().open(*args, **kwargs)
         finally:
-            TIMERS.add("hand-off: Recorder.open", thread_ns() - start)
+            TIMERS.add("sender: Recorder.open", thread_ns() - start)
 
     def close(self, *args, **kwargs):
         start = thread_ns()
@@ -203,31 +212,33 @@ class TimedRecorder(Recorder):
 
 
 class TimedDispatcher(Dispatcher):
-    def __init__(self, channel, encoders, *args, **kwargs) -> None:
-        super().__init__(channel, encoders, *args, **kwargs)
-        wrapped = {id(e): _TimedEncoder(e) for e in set(self._encoders.values())}
-        self._encoders = {model: wrapped[id(e)] for model, e in self._encoders.items()}
+    def __init__(self, channel, make_encoders, *args, **kwargs) -> None:
+        super().__init__(channel, make_encoders, *args, **kwargs)
+        self._encoders = [{model: _TimedEncoder(e) for model, e in encoders.items()}
+                          for encoders in self._encoders]
         self._infer = _TimedCall(self._infer)
 
-    def serve(self, issuers, stop) -> bool:
+    def serve(self, arrivals, stop) -> bool:
         WINDOW.start_threads = _thread_cpu_ns()
         WINDOW.start_self_s = Window.self_cpu_s()
         WINDOW.open = True
         start = thread_ns()
         try:
-            return super().serve(issuers, stop)
+            return super().serve(arrivals, stop)
         finally:
-            TIMERS.add("main: serve loop (all)", thread_ns() - start)
+            TIMERS.add("main: serve (all)", thread_ns() - start)
 
-    def _hand_off(self, issuer, message) -> None:
+    def _send_arrivals(self, arrivals, encoders) -> None:
         start = thread_ns()
-        super()._hand_off(issuer, message)
-        TIMERS.add("main: hand-off (_hand_off, all)", thread_ns() - start)
+        try:
+            super()._send_arrivals(arrivals, encoders)
+        finally:
+            TIMERS.add("sender: loop (all)", thread_ns() - start)
 
-    def _send(self, issuer, record) -> None:
+    def _send(self, issuer, record, encoder) -> None:
         start = thread_ns()
-        super()._send(issuer, record)
-        TIMERS.add("worker: _send (all)", thread_ns() - start)
+        super()._send(issuer, record, encoder)
+        TIMERS.add("sender: _send (all)", thread_ns() - start)
 
     def _on_done(self, issuer, record, call) -> None:
         start = thread_ns()
@@ -254,8 +265,8 @@ def fastload_argv(target: str, qps: float, duration_ms: int, seed: int, out_dir:
 
 def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list, int, float]:
     """One instrumented fastload run; rows of (piece, µs/request), completed count, timer cost."""
-    fl_runner.Dispatcher, fl_runner.Recorder, fl_runner.Issuer = \
-        TimedDispatcher, TimedRecorder, TimedIssuer
+    fl_runner.Dispatcher, fl_runner.Recorder, fl_runner.Arrivals, fl_arrivals.Issuer = \
+        TimedDispatcher, TimedRecorder, TimedArrivals, TimedIssuer
     threading.Thread.run = _timed_thread_run
     # A short run first, so lazy imports and first-call costs fall outside the measured one.
     with redirect_stdout(sys.stderr):
@@ -284,9 +295,9 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     child_us = (child_total_s - WINDOW.child_cpu_at_go_s) * 1e6 / completed
     rows.append(("LoadGen child process, from go to exit", child_us, "in-situ rusage"))
     child_main, child_first_new, child_other = child_threads_us(completed)
-    rows.append(("  main thread: LoadGen issue loop + issue callback (pack, pipe send)",
+    rows.append(("  main thread: LoadGen issue loop + issue callback (draw, pack, pipe write)",
                  child_main, "in-situ /proc poll"))
-    rows.append(("  completion thread (pipe recv, QuerySamplesComplete; first thread started "
+    rows.append(("  completion thread (pipe read, QuerySamplesComplete; first thread started "
                  "after go)", child_first_new, "in-situ /proc poll"))
     rows.append(("  LoadGen's other threads", child_other, "in-situ /proc poll"))
 
@@ -295,27 +306,26 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     names = WINDOW.names
     main_tid = threading.main_thread().native_id
     main_us = live.pop(main_tid, 0) * per_ns
-    rows.append(("parent main thread (serve loop)", main_us, "in-situ /proc"))
-    rows.append(("  hand-off: draw class/model, Recorder.open, lock, pool.submit",
-                 us("main: hand-off (_hand_off, all)"), "in-situ timer"))
-    rows.append(("    of which Recorder.open", us("hand-off: Recorder.open"), "in-situ timer"))
-    rows.append(("  pipe wait + recv_bytes + loop (serve minus hand-off)",
-                 us("main: serve loop (all)") - us("main: hand-off (_hand_off, all)"),
-                 "in-situ timer"))
-    workers_us = sum(ns for tid, ns in live.items()
+    rows.append(("parent main thread (waits for the senders)", main_us, "in-situ /proc"))
+    senders_us = sum(ns for tid, ns in live.items()
                      if names.get(tid, "").startswith("fastload-send")) * per_ns
-    rows.append(("send workers (fastload-send_*)", workers_us, "in-situ /proc"))
+    rows.append(("senders (fastload-send_*)", senders_us, "in-situ /proc"))
+    rows.append(("  pipe read + unpack (Arrivals.receive; blocked time costs no CPU)",
+                 us("sender: pipe read + unpack (Arrivals.receive)"), "in-situ timer"))
+    rows.append(("  Recorder.open", us("sender: Recorder.open"), "in-situ timer"))
     rows.append(("  encoder encode() (minor page faults per call: "
-                 f"{_faults('worker: encoder encode()'):.1f})", us("worker: encoder encode()"),
+                 f"{_faults('sender: encoder encode()'):.1f})", us("sender: encoder encode()"),
                  "in-situ timer"))
     rows.append(("  gRPC future() start (minor page faults per call: "
-                 f"{_faults('worker: gRPC future() start'):.1f})",
-                 us("worker: gRPC future() start"), "in-situ timer"))
-    rows.append(("  rest of _send (clock, add_done_callback, partial)",
-                 us("worker: _send (all)") - us("worker: encoder encode()")
-                 - us("worker: gRPC future() start"), "in-situ timer"))
-    rows.append(("  waiting for work: pool queue, wake-ups (workers minus _send)",
-                 workers_us - us("worker: _send (all)"), "in-situ /proc - timer"))
+                 f"{_faults('sender: gRPC future() start'):.1f})",
+                 us("sender: gRPC future() start"), "in-situ timer"))
+    rows.append(("  rest of _send (clock, add_done_callback, partial, watchdog queue)",
+                 us("sender: _send (all)") - us("sender: encoder encode()")
+                 - us("sender: gRPC future() start"), "in-situ timer"))
+    rows.append(("  rest of the sender loop (in-flight slot, loop)",
+                 us("sender: loop (all)") - us("sender: _send (all)")
+                 - us("sender: pipe read + unpack (Arrivals.receive)")
+                 - us("sender: Recorder.open"), "in-situ timer"))
     spin_starts = TIMERS.calls.get("thread ended: grpc", 0)
     spin_us = us("thread ended: grpc") + sum(
         ns for tid, ns in live.items() if _is_spin_thread(tid)) * per_ns
@@ -325,8 +335,8 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     rows.append(("  done callback _on_done: parse response, Recorder.close, completion",
                  us("done: _on_done (all)"), "in-situ timer"))
     rows.append(("    of which Recorder.close", us("done: Recorder.close"), "in-situ timer"))
-    rows.append(("    of which completion pipe send (Issuer.complete)",
-                 us("done: completion pipe send (Issuer.complete)"), "in-situ timer"))
+    rows.append(("    of which completion pipe write (Issuer.complete)",
+                 us("done: completion pipe write (Issuer.complete)"), "in-situ timer"))
     profiler_us = sum(ns for tid, ns in live.items() if names.get(tid) == "profile-child-poll") \
         * per_ns
     c_threads = {tid: ns for tid, ns in live.items() if tid not in names}
@@ -334,7 +344,7 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     rows.append((f"gRPC C-core threads ({', '.join(c_names)})",
                  sum(c_threads.values()) * per_ns, "in-situ /proc"))
     parent_us = (WINDOW.end_self_s - WINDOW.start_self_s) * 1e6 / completed - profiler_us
-    accounted = main_us + workers_us + spin_us + sum(c_threads.values()) * per_ns
+    accounted = main_us + senders_us + spin_us + sum(c_threads.values()) * per_ns
     rows.append(("parent, rest (other threads, thread creation and exit, rounding)",
                  parent_us - accounted, "in-situ rusage - the above"))
     rows.append(("parent process total over the test window (profiler's poll thread removed)",
@@ -432,25 +442,30 @@ def isolated(target: str, args: argparse.Namespace, out_dir: Path) -> list:
         recorder.close(recorder.open("all", 1, cls, "resnet50", 1, 1), 2, "OK", True)
     rows.append(("Recorder.open + Recorder.close", _median_us(open_close, 20000),
                  "isolated wall, median"))
-    reader, writer = Pipe(duplex=False)
-    drain = threading.Thread(target=lambda: [reader.recv_bytes() for _ in range(20000)],
-                             daemon=True)
+    read_fd, write_fd = os.pipe()
+
+    def drain_pipe() -> None:
+        while os.read(read_fd, 65536):
+            pass
+    drain = threading.Thread(target=drain_pipe, daemon=True)
     drain.start()
-    issue_message = lambda: writer.send_bytes(  # noqa: E731 - the child's issue_query body
-        TAG_ISSUED + b"".join(ISSUE_RECORD.pack(i, 1, 2) for i in (7,)))
-    rows.append(("child's issue message: pack + pipe send_bytes (one sample)",
-                 _median_us(issue_message, 10000), "isolated wall, median"))
-    rows.append(("completion message: pipe send_bytes of 9 bytes",
-                 _median_us(lambda: writer.send_bytes(b"C" + (7).to_bytes(8, "little")), 10000),
+    issue_record = lambda: os.write(  # noqa: E731 - the child's issue_query body, one sample
+        write_fd, b"".join(ARRIVAL.pack(i, 1, 2, 0, KIND_ISSUED, 0, 0) for i in (7,)))
+    rows.append(("child's issue record: pack + pipe write (one sample)",
+                 _median_us(issue_record, 10000), "isolated wall, median"))
+    rows.append(("completion: pipe write of one 8-byte id",
+                 _median_us(lambda: os.write(write_fd, COMPLETION.pack(7)), 10000),
                  "isolated wall, median"))
-    drain.join(5)
+    os.close(write_fd)
+    drain.join()
+    os.close(read_fd)
     rows.append(("LoadGen alone, empty callback (bench/client_empty.py), same rate and seed",
                  steady_client_us("client_empty.py", target, args, out_dir),
                  "isolated process, rusage, steady"))
     child_us, parent_us = child_protocol_us(args, out_dir)
     rows.append(("fastload's LoadGen child, parent completing each sample at once (no gRPC)",
                  child_us, "isolated process, rusage, steady"))
-    rows.append(("  that parent: recv_bytes, unpack, completion send_bytes", parent_us,
+    rows.append(("  that parent: pipe read, unpack, completion write", parent_us,
                  "isolated thread CPU"))
     rows.append(("for scale: the floor client (bench/client_floor.py), same rate and seed",
                  steady_client_us("client_floor.py", target, args, out_dir),
@@ -464,28 +479,27 @@ def child_protocol_us(args: argparse.Namespace, out_dir: Path) -> tuple[float, f
     child excluded. The child's cost minus LoadGen-alone's is the pipe protocol's."""
     import multiprocessing
 
-    from fastload.arrivals import TAG_END, ArrivalPlan
+    from fastload.arrivals import ArrivalPlan
+    from fastload.workload import builtin_workload
     from runner import TARGET_LATENCY_NS
 
     plan = ArrivalPlan("all", args.qps, TARGET_LATENCY_NS, args.duration_ms, 1, args.seed,
-                       str(out_dir / "protocol"), ())
+                       str(out_dir / "protocol"), builtin_workload("balanced").classes)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    issuer = Issuer(plan, multiprocessing.get_context("spawn"))
-    issuer.wait_ready(60)
+    arrivals = Arrivals([plan], multiprocessing.get_context("spawn"))
+    arrivals.wait_ready(60)
+    issuer = arrivals.issuers[0]
     times = psutil.Process(issuer.process.pid).cpu_times()
     startup_s = times.user + times.system
     parent_start = thread_ns()
-    issuer.go()
+    arrivals.go()
     samples = 0
-    while True:
-        message = issuer.inbox.recv_bytes()
-        if message[:1] == TAG_END:
-            break
-        for sample_id, _, _ in ISSUE_RECORD.iter_unpack(memoryview(message)[1:]):
-            issuer.complete(sample_id)
-            samples += 1
+    while sample := arrivals.receive():
+        issuer.complete(sample.loadgen_id)
+        samples += 1
     parent_ns = thread_ns() - parent_start
-    issuer.stop()
+    arrivals.stop()
+    arrivals.close()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     child_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime - startup_s
     return child_s * 1e6 / samples, parent_ns / 1e3 / samples

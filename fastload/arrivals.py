@@ -3,25 +3,27 @@
 LoadGen's issue thread must take the GIL to enter its Python callback; when gRPC's threads share
 that GIL the callback waits and Poisson bursts get smoothed (inter-arrival CV 0.91 instead of 1.00
 at 300 QPS on a 2-core machine). So each LoadGen test runs in a child process whose callback only
-stamps the issue time and writes the sample to a pipe; the parent does the gRPC work and sends
-completions back. CLOCK_MONOTONIC is system-wide, so the child's timestamps compare directly with
-the parent's.
+stamps the issue time, draws the sample's class and model and writes one fixed-size record to a
+pipe; the parent's senders read that pipe directly and send completions back. CLOCK_MONOTONIC is
+system-wide, so the child's timestamps compare directly with the parent's.
 
 LoadGen's issue controller and logger are process singletons (two tests in one process abort it),
 which is also why ``--loadgen-per-class`` runs one child per class.
 
-Wire protocol (multiprocessing Connection messages, one tag byte then a payload):
-  child -> parent   b"R"                          ready; waiting for b"G"
-                    b"I" + n * ISSUE_RECORD      samples issued (sample id, monotonic ns, Unix ns)
-                    b"E" + JSON                  test finished: {"valid": bool | None}
-  parent -> child   b"G"                          start the test
-                    b"C" + n * uint64            samples completed
+Wire protocol, raw pipes (multiprocessing only carries the descriptors to the children). Writes
+are at most PIPE_BUF bytes and so atomic: several children share one arrivals pipe, and several
+parent threads read it, a whole record at a time.
+  children -> parent  ARRIVAL records (one pipe for all children):
+                      (LoadGen sample id, issue monotonic ns, issue Unix ns, child index, kind,
+                      class index, model index); kind READY, ISSUED, or ENDED with LoadGen's
+                      verdict in the sample-id field (VERDICT_*).
+  parent -> child     GO once, then completed LoadGen sample ids, 8 bytes each (one pipe each).
 """
 from __future__ import annotations
 
-import json
 import os
 import random
+import select
 import signal
 import struct
 import threading
@@ -29,18 +31,25 @@ import time
 from array import array
 from dataclasses import dataclass
 from itertools import accumulate
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait as wait_for_any
 from pathlib import Path
+from typing import NamedTuple
 
+from fastload.memory import without_gc_pauses
 from fastload.workload import RequestClass, Workload
 
-ISSUE_RECORD = struct.Struct("<Qqq")
+ARRIVAL = struct.Struct("<QqqHHHH")
+KIND_READY, KIND_ISSUED, KIND_ENDED = 0, 1, 2
+VERDICT_INVALID, VERDICT_VALID, VERDICT_UNKNOWN = 0, 1, 2
+# Whole records per write, so that each write stays atomic.
+ARRIVALS_PER_WRITE = select.PIPE_BUF // ARRIVAL.size
+COMPLETION = struct.Struct("<Q")
+GO = b"\xff" * COMPLETION.size
+COMPLETIONS_PER_READ = 512
 
 # The spec's QSL: the sample library is never touched (requests carry random tensors).
 TOTAL_SAMPLES = 1000
 PERF_SAMPLE_COUNT = 500
-
-TAG_READY, TAG_GO, TAG_ISSUED, TAG_COMPLETED, TAG_END = b"R", b"G", b"I", b"C", b"E"
 
 
 @dataclass(frozen=True)
@@ -63,26 +72,27 @@ class ArrivalPlan:
         return rng.getrandbits(63), rng.getrandbits(63), rng.getrandbits(63)
 
 
-def run_issuer(plan: ArrivalPlan, to_parent: Connection, from_parent: Connection) -> None:
+def run_issuer(plan: ArrivalPlan, index: int, arrivals: Connection,
+               completions: Connection) -> None:
     """Child-process entry point: run one LoadGen test, forwarding issues and completions."""
     import mlperf_loadgen as lg
 
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    send_lock = threading.Lock()
-    monotonic_ns, time_ns, pack = time.monotonic_ns, time.time_ns, ISSUE_RECORD.pack
+    out_fd, in_fd = arrivals.fileno(), completions.fileno()
+    monotonic_ns, time_ns, pack = time.monotonic_ns, time.time_ns, ARRIVAL.pack
+    draw = SampleDraw(plan.classes, plan.seed, plan.label).draw
 
     def issue_query(sample_ids: list[int], _indices: list[int]) -> None:
         mono_ns, wall_ns = monotonic_ns(), time_ns()
-        message = TAG_ISSUED + b"".join(pack(i, mono_ns, wall_ns) for i in sample_ids)
-        with send_lock:
-            to_parent.send_bytes(message)
+        for start in range(0, len(sample_ids), ARRIVALS_PER_WRITE):
+            os.write(out_fd, b"".join(pack(i, mono_ns, wall_ns, index, KIND_ISSUED, *draw())
+                                      for i in sample_ids[start:start + ARRIVALS_PER_WRITE]))
 
     def complete_forever() -> None:
-        while True:
-            message = from_parent.recv_bytes()
-            ids = array("Q", message[1:])
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+        response = lg.QuerySampleResponse
+        while ids := os.read(in_fd, COMPLETIONS_PER_READ * COMPLETION.size):
+            lg.QuerySamplesComplete([response(i, 0, 0) for i in array("Q", ids)])
 
     sut = lg.ConstructFastSUT(issue_query, lambda: None)
     qsl = lg.ConstructQSL(TOTAL_SAMPLES, PERF_SAMPLE_COUNT, lambda _: None, lambda _: None)
@@ -95,14 +105,15 @@ def run_issuer(plan: ArrivalPlan, to_parent: Connection, from_parent: Connection
     Path(plan.log_dir).mkdir(parents=True, exist_ok=True)
 
     _raise_priority()
-    to_parent.send_bytes(TAG_READY)
-    if from_parent.recv_bytes() != TAG_GO:
+    os.write(out_fd, pack(0, 0, 0, index, KIND_READY, 0, 0))
+    if os.read(in_fd, len(GO)) != GO:
         return
     threading.Thread(target=complete_forever, name="fastload-complete", daemon=True).start()
-    lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+    with without_gc_pauses():  # a collection in the issue callback would delay issues
+        lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
     valid = loadgen_result_valid(Path(plan.log_dir) / "mlperf_log_summary.txt")
-    with send_lock:
-        to_parent.send_bytes(TAG_END + json.dumps({"valid": valid}).encode())
+    verdict = VERDICT_UNKNOWN if valid is None else VERDICT_VALID if valid else VERDICT_INVALID
+    os.write(out_fd, pack(verdict, 0, 0, index, KIND_ENDED, 0, 0))
     lg.DestroyQSL(qsl)
     lg.DestroyFastSUT(sut)
 
@@ -179,66 +190,70 @@ def plan_arrivals(
 class SampleDraw:
     """Gives each issued sample its class and model by independent seeded draws.
 
-    Draws happen in issue order on one thread, so the same seed gives the same sequence.
-    Model draws use one generator per class, so per-class sequences repeat across runs even
-    when several LoadGen processes interleave.
+    Draws happen in LoadGen's issue order, on its issue thread, so the same seed gives the same
+    sequence. Model draws use one generator per class, so per-class sequences repeat across runs
+    even when several LoadGen processes interleave.
     """
 
     def __init__(self, classes: tuple[RequestClass, ...], seed: int, label: str) -> None:
-        self._classes = classes
         self._class_rng = random.Random(f"{seed}:class:{label}")
+        self._class_indices = range(len(classes))
         self._class_cum = list(accumulate(c.fraction for c in classes))
-        self._models = {
-            c: ([m for m, _ in c.models], list(accumulate(p for _, p in c.models)),
-                random.Random(f"{seed}:model:{c.label}"))
+        self._models = [
+            (range(len(c.models)), list(accumulate(p for _, p in c.models)),
+             random.Random(f"{seed}:model:{c.label}"))
             for c in classes
-        }
+        ]
 
-    def draw(self) -> tuple[RequestClass, str]:
-        cls = self._classes[0]
-        if len(self._classes) > 1:
-            cls = self._class_rng.choices(self._classes, cum_weights=self._class_cum)[0]
-        names, cum_weights, rng = self._models[cls]
-        model = names[0] if len(names) == 1 else rng.choices(names, cum_weights=cum_weights)[0]
+    def draw(self) -> tuple[int, int]:
+        """The next sample's (class index, model index within its class)."""
+        cls = 0
+        if len(self._class_indices) > 1:
+            cls = self._class_rng.choices(self._class_indices, cum_weights=self._class_cum)[0]
+        indices, cum_weights, rng = self._models[cls]
+        model = 0 if len(indices) == 1 else rng.choices(indices, cum_weights=cum_weights)[0]
         return cls, model
 
 
-class Issuer:
-    """The parent's handle on one LoadGen child process and its two pipes."""
+class IssuedSample(NamedTuple):
+    issuer: Issuer
+    loadgen_id: int
+    cls: RequestClass
+    model: str
+    issue_mono_ns: int
+    issue_wall_ns: int
 
-    def __init__(self, plan: ArrivalPlan, context) -> None:
+
+class Issuer:
+    """The parent's handle on one LoadGen child process and its completions pipe."""
+
+    def __init__(self, plan: ArrivalPlan, index: int, arrivals: Connection, context) -> None:
         self.plan = plan
-        self.inbox, child_out = context.Pipe(duplex=False)
-        child_in, self._outbox = context.Pipe(duplex=False)
-        self._lock = threading.Lock()
-        self.draw = SampleDraw(plan.classes, plan.seed, plan.label)
+        self.index = index
+        child_in, completions = context.Pipe(duplex=False)
+        self._completions = completions
+        self._completions_fd = completions.fileno()
         self.ended = False
         self.valid: bool | None = None
         self.process = context.Process(
-            target=run_issuer, args=(plan, child_out, child_in),
+            target=run_issuer, args=(plan, index, arrivals, child_in),
             name=f"fastload-loadgen-{plan.label}", daemon=True,
         )
         self.process.start()
-        child_out.close()
         child_in.close()
 
-    def wait_ready(self, timeout_s: float) -> None:
-        if not self.inbox.poll(timeout_s) or self.inbox.recv_bytes() != TAG_READY:
-            raise RuntimeError(f"LoadGen process {self.plan.label!r} did not start")
-
     def go(self) -> None:
-        self._send(TAG_GO)
+        self._write(GO)
 
-    def complete(self, sample_id: int) -> None:
-        """Tell LoadGen one sample finished; called from gRPC's completion threads."""
-        self._send(TAG_COMPLETED + sample_id.to_bytes(8, "little"))
+    def complete(self, loadgen_id: int) -> None:
+        """Tell LoadGen one sample finished; safe from any thread (the write is atomic)."""
+        self._write(COMPLETION.pack(loadgen_id))
 
-    def _send(self, message: bytes) -> None:
-        with self._lock:
-            try:
-                self._outbox.send_bytes(message)
-            except OSError:  # the child is gone; nothing is waiting for this any more
-                pass
+    def _write(self, message: bytes) -> None:
+        try:
+            os.write(self._completions_fd, message)
+        except OSError:  # the child is gone; nothing is waiting for this any more
+            pass
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Join the process; terminate it if it is still running LoadGen after timeout_s."""
@@ -246,5 +261,59 @@ class Issuer:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout_s)
-        self.inbox.close()
-        self._outbox.close()
+        self._completions.close()
+
+
+class Arrivals:
+    """A run's LoadGen child processes and the one pipe their issued samples arrive on."""
+
+    def __init__(self, plans: list[ArrivalPlan], context) -> None:
+        self._reader, writer = context.Pipe(duplex=False)
+        self._fd = self._reader.fileno()
+        self.issuers = [Issuer(plan, i, writer, context) for i, plan in enumerate(plans)]
+        # Only the children hold the write end now: EOF means every one of them has exited.
+        writer.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until every child has LoadGen loaded; RuntimeError naming one that did not."""
+        deadline = time.monotonic() + timeout_s
+        waiting = {issuer.process.sentinel: issuer for issuer in self.issuers}
+        while waiting:
+            ready = wait_for_any([self._reader, *waiting], max(0.0, deadline - time.monotonic()))
+            exited = [waiting[s] for s in ready if s in waiting]
+            if not ready or exited:
+                issuer = exited[0] if exited else next(iter(waiting.values()))
+                raise RuntimeError(f"LoadGen process {issuer.plan.label!r} did not start")
+            if self._reader in ready:
+                index, kind = ARRIVAL.unpack(os.read(self._fd, ARRIVAL.size))[3:5]
+                if kind == KIND_READY:
+                    waiting.pop(self.issuers[index].process.sentinel, None)
+
+    def go(self) -> None:
+        for issuer in self.issuers:
+            issuer.go()
+
+    def receive(self) -> IssuedSample | None:
+        """The next issued sample, or None once every child has exited.
+
+        Blocks without the GIL; several threads may call it at once, each gets whole records.
+        """
+        while record := os.read(self._fd, ARRIVAL.size):
+            loadgen_id, mono_ns, wall_ns, index, kind, class_index, model_index = \
+                ARRIVAL.unpack(record)
+            issuer = self.issuers[index]
+            if kind == KIND_ISSUED:
+                cls = issuer.plan.classes[class_index]
+                return IssuedSample(issuer, loadgen_id, cls, cls.models[model_index][0],
+                                    mono_ns, wall_ns)
+            if kind == KIND_ENDED:
+                issuer.ended = True
+                issuer.valid = None if loadgen_id == VERDICT_UNKNOWN else bool(loadgen_id)
+        return None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        for issuer in self.issuers:
+            issuer.stop(timeout_s)
+
+    def close(self) -> None:
+        self._reader.close()

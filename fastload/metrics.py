@@ -39,9 +39,9 @@ class Record:
         "issue_mono_ns", "deadline_ns", "send_mono_ns", "done_mono_ns", "status", "success",
     )
 
-    def __init__(self, sample_id: int, issuer: str, loadgen_sample_id: int, cls: RequestClass,
-                 model: str, issue_mono_ns: int, issue_wall_ns: int) -> None:
-        self.sample_id = sample_id
+    def __init__(self, issuer: str, loadgen_sample_id: int, cls: RequestClass, model: str,
+                 issue_mono_ns: int, issue_wall_ns: int) -> None:
+        self.sample_id = -1  # numbered in issue order once the run is over
         self.issuer = issuer
         self.loadgen_sample_id = loadgen_sample_id
         self.cls = cls
@@ -78,11 +78,17 @@ class Recorder:
 
     def open(self, issuer: str, loadgen_sample_id: int, cls: RequestClass, model: str,
              issue_mono_ns: int, issue_wall_ns: int) -> Record:
-        with self._lock:
-            record = Record(len(self.records), issuer, loadgen_sample_id, cls, model,
-                            issue_mono_ns, issue_wall_ns)
-            self.records.append(record)
+        record = Record(issuer, loadgen_sample_id, cls, model, issue_mono_ns, issue_wall_ns)
+        self.records.append(record)  # list.append is atomic
         return record
+
+    def in_issue_order(self) -> list[Record]:
+        """The records sorted by issue time and numbered: several senders open them, and
+        LoadGen processes interleave, so arrival order can differ slightly from issue order."""
+        records = sorted(self.records, key=lambda r: r.issue_mono_ns)
+        for sample_id, record in enumerate(records):
+            record.sample_id = sample_id
+        return records
 
     def close(self, record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
         """Finish a record once; a later close (gRPC after the watchdog) returns False."""

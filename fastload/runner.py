@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 import signal
 import sys
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import grpc
 
 from fastload._encode import RequestEncoder
-from fastload.arrivals import Issuer, plan_arrivals
+from fastload.arrivals import Arrivals, plan_arrivals
 from fastload.dispatch import Dispatcher
-from fastload.memory import keep_freed_buffers
+from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder, format_summary, summarize, write_csv, write_json
 from fastload.scheduler.spawn import SchedulerProcess
 from fastload.workload import Workload
@@ -110,25 +112,24 @@ def run(config: RunConfig) -> int:
             print(f"fastload: seed {config.seed}, {config.workload.name} at "
                   f"{config.total_qps:g} QPS for {config.duration_ms} ms -> {target}", flush=True)
             recorder = Recorder()
-            issuers = _start_issuers(config)
-            dispatcher = Dispatcher(channel, _encoders(config), recorder,
+            arrivals = _start_arrivals(config)
+            dispatcher = Dispatcher(channel, partial(_encoders, config), recorder,
                                     timeout_s=config.timeout_ms / 1000,
                                     max_inflight=config.max_inflight, metadata=config.metadata)
             try:
-                for issuer in issuers:
-                    issuer.go()
-                finished = dispatcher.serve(issuers, stop)
+                with without_gc_pauses():
+                    arrivals.go()
+                    finished = dispatcher.serve(arrivals, stop)
                 if not finished:
                     print(f"fastload: {signal.Signals(stop_signals[0]).name}: stopped issuing; "
                           f"waiting up to {config.timeout_ms} ms for requests in flight",
                           file=sys.stderr, flush=True)
-                    for issuer in issuers:
-                        issuer.stop(timeout_s=0)
+                    arrivals.stop(timeout_s=0)
                 dispatcher.drain(config.timeout_ms / 1000 + DRAIN_MARGIN_S)
             finally:
+                arrivals.stop()
                 dispatcher.close()
-                for issuer in issuers:
-                    issuer.stop()
+                arrivals.close()
                 # Closing waits for every call gRPC still holds: after forced timeouts it could
                 # wait as long as the peer stays frozen, so the process exit cleans up instead.
                 if not dispatcher.forced_timeouts:
@@ -140,13 +141,15 @@ def run(config: RunConfig) -> int:
             signal.signal(signum, handler)
 
     interrupted = bool(stop_signals)
+    issuers = arrivals.issuers
     lost = [issuer.plan.label for issuer in issuers if not issuer.ended and not interrupted]
     valid_flags = [issuer.valid for issuer in issuers]
     loadgen_valid = None if None in valid_flags else all(valid_flags)
-    summary = summarize(recorder.records, config.workload.active_classes(config.total_qps),
+    records = recorder.in_issue_order()
+    summary = summarize(records, config.workload.active_classes(config.total_qps),
                         config.total_qps, config.workload.name, config.seed, loadgen_valid,
                         interrupted)
-    write_csv(recorder.records, config.metrics_csv)
+    write_csv(records, config.metrics_csv)
     write_json(summary, config.summary_json)
     print(format_summary(summary), flush=True)
     if config.embedded:
@@ -178,21 +181,21 @@ def _check_reachable(channel: grpc.Channel, target: str, tls: bool) -> None:
         ) from None
 
 
-def _start_issuers(config: RunConfig) -> list[Issuer]:
+def _start_arrivals(config: RunConfig) -> Arrivals:
     plans = plan_arrivals(config.workload, config.total_qps, config.duration_ms,
                           config.min_query_count, config.seed, str(config.output_dir),
                           config.per_class)
-    context = multiprocessing.get_context("spawn")
-    issuers = [Issuer(plan, context) for plan in plans]
-    for issuer in issuers:
-        issuer.wait_ready(LOADGEN_START_TIMEOUT_S)
-    return issuers
+    arrivals = Arrivals(plans, multiprocessing.get_context("spawn"))
+    arrivals.wait_ready(LOADGEN_START_TIMEOUT_S)
+    return arrivals
 
 
-def _encoders(config: RunConfig) -> dict[str, RequestEncoder]:
-    """One encoder per distinct shape, shared by the models that use it."""
-    by_shape: dict[tuple[int, ...], RequestEncoder] = {}
-    for index, shape in enumerate(sorted(set(config.workload.model_shapes.values()))):
-        by_shape[shape] = RequestEncoder(shape, tensor_field=config.tensor_field,
-                                         fresh=config.fresh_tensors, seed=config.seed + index)
-    return {model: by_shape[shape] for model, shape in config.workload.model_shapes.items()}
+def _encoders(config: RunConfig, sender: int) -> dict[str, RequestEncoder]:
+    """One sender thread's encoders, one per model (its name is part of the reused bytes)."""
+    return {
+        model: RequestEncoder(shape, tensor_field=config.tensor_field,
+                              fresh=config.fresh_tensors,
+                              seed=random.Random(f"{config.seed}:tensor:{sender}:{model}")
+                              .getrandbits(64))
+        for model, shape in config.workload.model_shapes.items()
+    }

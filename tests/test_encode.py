@@ -1,6 +1,9 @@
 """RequestEncoder against the reference: the generated protobuf class parses and re-serializes."""
 from __future__ import annotations
 
+from concurrent import futures
+
+import grpc
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -181,3 +184,55 @@ def test_bad_encode_arguments(tier: object, deadline_ns: object, error: type,
 def test_model_name_must_be_str() -> None:
     with pytest.raises(TypeError, match="model_name"):
         RequestEncoder([3]).encode(1, 1, b"resnet50")
+
+
+def test_requests_are_reused_in_rotation() -> None:
+    encoder = RequestEncoder([4], pool_size=2, seed=5)
+    first, second = encoder.encode(1, 10, "m"), encoder.encode(1, 11, "m")
+    first_copy = memoryview(first).tobytes()
+    third = encoder.encode(2, 12, "m")
+    assert third is first and second is not first
+    assert third != first_copy  # rewritten in place: tier, deadline and stamp changed
+    assert InferRequest.FromString(third).deadline_ns == 12
+
+
+def test_length_change_builds_a_new_request() -> None:
+    encoder = RequestEncoder([4], pool_size=1, seed=5)
+    short = encoder.encode(1, 1, "m")
+    short_copy = memoryview(short).tobytes()
+    longer = encoder.encode(1, 1, "model")
+    assert longer is not short and short == short_copy
+    assert InferRequest.FromString(longer).model_name == "model"
+    assert encoder.encode(2, 1, "model") is longer
+
+
+def test_grpc_sends_the_request_as_it_was_at_call_start() -> None:
+    """The reuse contract: grpcio copies the message when the call starts, so rewriting the
+    encoder's request right after ``future()`` returns does not touch what the server gets."""
+    received: list[bytes] = []
+
+    def infer(request: bytes, _context: grpc.ServicerContext) -> bytes:
+        received.append(request)
+        return b""
+
+    handler = grpc.method_handlers_generic_handler(
+        "scheduler.SchedulerService", {"Infer": grpc.unary_unary_rpc_method_handler(infer)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=(handler,),
+                         options=(("grpc.max_receive_message_length", -1),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer_call = channel.unary_unary("/scheduler.SchedulerService/Infer")
+            encoder = RequestEncoder(REAL_SHAPE, pool_size=1, seed=9)
+            sent, calls = [], []
+            for k in range(20):
+                request = encoder.encode(1, 1740888024000000000 + k, "resnet50")
+                sent.append(memoryview(request).tobytes())
+                calls.append(infer_call.future(request, timeout=10))
+            for call in calls:
+                call.result()
+    finally:
+        server.stop(grace=None)
+    assert sorted(received) == sorted(sent)
+    assert len(set(sent)) == 20

@@ -233,6 +233,9 @@ class Issuer:
         child_in, completions = context.Pipe(duplex=False)
         self._completions = completions
         self._completions_fd = completions.fileno()
+        # complete() comes from gRPC's threads, possibly after stop(): a write to the closed
+        # descriptor could land in whatever file reused its number.
+        self._completions_lock = threading.Lock()
         self.ended = False
         self.valid: bool | None = None
         self.process = context.Process(
@@ -250,10 +253,13 @@ class Issuer:
         self._write(COMPLETION.pack(loadgen_id))
 
     def _write(self, message: bytes) -> None:
-        try:
-            os.write(self._completions_fd, message)
-        except OSError:  # the child is gone; nothing is waiting for this any more
-            pass
+        with self._completions_lock:
+            if self._completions.closed:
+                return
+            try:
+                os.write(self._completions_fd, message)
+            except OSError:  # the child is gone; nothing is waiting for this any more
+                pass
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Join the process; terminate it if it is still running LoadGen after timeout_s."""
@@ -261,7 +267,8 @@ class Issuer:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout_s)
-        self._completions.close()
+        with self._completions_lock:
+            self._completions.close()
 
 
 class Arrivals:

@@ -187,28 +187,16 @@ class TimedIssuer(Issuer):
 
 
 class TimedArrivals(Arrivals):
-    def receive(self):
-        start = thread_ns()
-        try:
-            return super().receive()
-        finally:
-            TIMERS.add("sender: pipe read + unpack (Arrivals.receive)", thread_ns() - start)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.receive = TIMERS.wrap("sender: pipe read + unpack (Arrivals.receive)", self.receive)
 
 
 class TimedRecorder(Recorder):
-    def open(self, *args, **kwargs):
-        start = thread_ns()
-        try:
-            return super().open(*args, **kwargs)
-        finally:
-            TIMERS.add("sender: Recorder.open", thread_ns() - start)
-
-    def close(self, *args, **kwargs):
-        start = thread_ns()
-        try:
-            return super().close(*args, **kwargs)
-        finally:
-            TIMERS.add("done: Recorder.close", thread_ns() - start)
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = TIMERS.wrap("sender: Recorder.open", self.open)
+        self.close = TIMERS.wrap("done: Recorder.close", self.close)
 
 
 class TimedDispatcher(Dispatcher):

@@ -229,7 +229,6 @@ class Issuer:
 
     def __init__(self, plan: ArrivalPlan, index: int, arrivals: Connection, context) -> None:
         self.plan = plan
-        self.index = index
         child_in, completions = context.Pipe(duplex=False)
         self._completions = completions
         self._completions_fd = completions.fileno()

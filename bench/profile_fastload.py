@@ -19,6 +19,8 @@ isolated  The same pieces called in a loop on their own: encode(), ``future()`` 
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import os
 import resource
 import statistics
@@ -30,15 +32,17 @@ import time
 from collections import defaultdict
 from contextlib import redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 
 import fastload.arrivals as fl_arrivals
 import fastload.runner as fl_runner
-from fastload.arrivals import ARRIVAL, COMPLETION, KIND_ISSUED, Arrivals, Issuer
+from fastload.arrivals import ARRIVAL, COMPLETION, KIND_ISSUED, Arrivals, IssuedSample, Issuer
 from fastload.cli import parse_config
 from fastload.dispatch import Dispatcher
-from fastload.metrics import Recorder
+from fastload.metrics import Record, Recorder
+from fastload.summary import RunStats
 from runner import (BENCH_DIR, INFER_METHOD, SCHEDULER_ARGS, STARTUP_DURATION_MS, STARTUP_QPS,
                     connect, machine, read_samples)
 
@@ -174,11 +178,11 @@ WINDOW = Window()
 
 
 class TimedIssuer(Issuer):
-    def go(self) -> None:
+    def go(self, go_mono_ns: int) -> None:
         times = psutil.Process(self.process.pid).cpu_times()
         WINDOW.child_cpu_at_go_s += times.user + times.system
         WINDOW.watch_child(self.process.pid)
-        super().go()
+        super().go(go_mono_ns)
 
     def complete(self, sample_id: int) -> None:
         start = thread_ns()
@@ -193,8 +197,8 @@ class TimedArrivals(Arrivals):
 
 
 class TimedRecorder(Recorder):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.open = TIMERS.wrap("sender: Recorder.open", self.open)
         self.close = TIMERS.wrap("done: Recorder.close", self.close)
 
@@ -325,6 +329,9 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     rows.append(("    of which Recorder.close", us("done: Recorder.close"), "in-situ timer"))
     rows.append(("    of which completion pipe write (Issuer.complete)",
                  us("done: completion pipe write (Issuer.complete)"), "in-situ timer"))
+    writer_us = sum(ns for tid, ns in live.items() if names.get(tid) == "fastload-writer") \
+        * per_ns
+    rows.append(("CSV writer thread (rows, summary statistics)", writer_us, "in-situ /proc"))
     profiler_us = sum(ns for tid, ns in live.items() if names.get(tid) == "profile-child-poll") \
         * per_ns
     c_threads = {tid: ns for tid, ns in live.items() if tid not in names}
@@ -332,7 +339,7 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     rows.append((f"gRPC C-core threads ({', '.join(c_names)})",
                  sum(c_threads.values()) * per_ns, "in-situ /proc"))
     parent_us = (WINDOW.end_self_s - WINDOW.start_self_s) * 1e6 / completed - profiler_us
-    accounted = main_us + senders_us + spin_us + sum(c_threads.values()) * per_ns
+    accounted = main_us + senders_us + spin_us + writer_us + sum(c_threads.values()) * per_ns
     rows.append(("parent, rest (other threads, thread creation and exit, rounding)",
                  parent_us - accounted, "in-situ rusage - the above"))
     rows.append(("parent process total over the test window (profiler's poll thread removed)",
@@ -424,12 +431,27 @@ def isolated(target: str, args: argparse.Namespace, out_dir: Path) -> list:
                  _median_us(lambda: InferResponse.FromString(response).success, 20000),
                  "isolated wall, median"))
     cls = builtin_workload("balanced").classes[0]
-    recorder = Recorder()
+    stats = RunStats([cls])
+    with open(os.devnull, "w") as devnull:
+        recorder = Recorder(devnull, stats.add)
+        issuer = SimpleNamespace(plan=SimpleNamespace(label="all"))
+        sample_ids = itertools.count()
 
-    def open_close() -> None:
-        recorder.close(recorder.open("all", 1, cls, "resnet50", 1, 1), 2, "OK", True)
-    rows.append(("Recorder.open + Recorder.close", _median_us(open_close, 20000),
-                 "isolated wall, median"))
+        def open_close() -> None:
+            sample = IssuedSample(next(sample_ids), issuer, 1, cls, "resnet50", 1, 1)
+            recorder.close(recorder.open(sample), 2, "OK", True)
+        rows.append(("Recorder.open + Recorder.close", _median_us(open_close, 20000),
+                     "isolated wall, median"))
+        records = [Record(IssuedSample(i, issuer, 1, cls, "resnet50", 1, 1)) for i in range(1000)]
+        for record in records:
+            record.status, record.done_mono_ns, record.success = "OK", 5_000_000, True
+
+        def write_batch() -> None:
+            csv.writer(devnull).writerows(record.csv_row() for record in records)
+            stats.add(records)
+        rows.append(("writer: CSV row + statistics, per record (batches of 1000)",
+                     _median_us(write_batch, 20) / len(records), "isolated wall, median"))
+        recorder.finish()
     read_fd, write_fd = os.pipe()
 
     def drain_pipe() -> None:
@@ -438,7 +460,7 @@ def isolated(target: str, args: argparse.Namespace, out_dir: Path) -> list:
     drain = threading.Thread(target=drain_pipe, daemon=True)
     drain.start()
     issue_record = lambda: os.write(  # noqa: E731 - the child's issue_query body, one sample
-        write_fd, b"".join(ARRIVAL.pack(i, 1, 2, 0, KIND_ISSUED, 0, 0) for i in (7,)))
+        write_fd, b"".join(ARRIVAL.pack(i, i, 1, 2, 0, KIND_ISSUED, 0, 0) for i in (7,)))
     rows.append(("child's issue record: pack + pipe write (one sample)",
                  _median_us(issue_record, 10000), "isolated wall, median"))
     rows.append(("completion: pipe write of one 8-byte id",

@@ -14,13 +14,18 @@ Wire protocol, raw pipes (multiprocessing only carries the descriptors to the ch
 are at most PIPE_BUF bytes and so atomic: several children share one arrivals pipe, and several
 parent threads read it, a whole record at a time.
   children -> parent  ARRIVAL records (one pipe for all children):
-                      (LoadGen sample id, issue monotonic ns, issue Unix ns, child index, kind,
-                      class index, model index); kind READY, ISSUED, or ENDED with LoadGen's
-                      verdict in the sample-id field (VERDICT_*).
-  parent -> child     GO once, then completed LoadGen sample ids, 8 bytes each (one pipe each).
+                      (run sample id, LoadGen sample id, issue monotonic ns, issue Unix ns,
+                      child index, kind, class index, model index); kind READY, ISSUED or ENDED.
+  parent -> child     GO once (with the monotonic ns after which samples are cut, see
+                      ArrivalPlan.cut_at_end), then completed LoadGen sample ids, 8 bytes each
+                      (one pipe each).
+
+Run sample ids number the samples of a run 0, 1, ... in issue order across all children: a counter
+in shared memory, taken under one lock together with the issue time stamps.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import select
@@ -36,15 +41,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fastload.memory import without_gc_pauses
-from fastload.workload import RequestClass, Workload
+from fastload.workload import MIN_CLASS_QPS, RequestClass, Workload, WorkloadError
 
-ARRIVAL = struct.Struct("<QqqHHHH")
+ARRIVAL = struct.Struct("<QQqqHHHH")
 KIND_READY, KIND_ISSUED, KIND_ENDED = 0, 1, 2
-VERDICT_INVALID, VERDICT_VALID, VERDICT_UNKNOWN = 0, 1, 2
 # Whole records per write, so that each write stays atomic.
 ARRIVALS_PER_WRITE = select.PIPE_BUF // ARRIVAL.size
 COMPLETION = struct.Struct("<Q")
-GO = b"\xff" * COMPLETION.size
+GO = struct.Struct("<Qq")
+GO_MARKER = 2**64 - 1
+NEVER_NS = 2**63 - 1
 COMPLETIONS_PER_READ = 512
 
 # The spec's QSL: the sample library is never touched (requests carry random tensors).
@@ -64,6 +70,10 @@ class ArrivalPlan:
     seed: int
     log_dir: str
     classes: tuple[RequestClass, ...]
+    # Per-class tests end together: LoadGen's last query is the first one scheduled past its
+    # minimum duration, up to a few mean gaps of a slow class later, so each test's samples
+    # issued after GO + duration are completed at once and never sent.
+    cut_at_end: bool = False
 
     def loadgen_seeds(self) -> tuple[int, int, int]:
         """Schedule, sample-index and QSL seeds; LoadGen defaults all to 0, which would give
@@ -72,27 +82,36 @@ class ArrivalPlan:
         return rng.getrandbits(63), rng.getrandbits(63), rng.getrandbits(63)
 
 
-def run_issuer(plan: ArrivalPlan, index: int, arrivals: Connection,
-               completions: Connection) -> None:
+def run_issuer(plan: ArrivalPlan, index: int, arrivals: Connection, completions: Connection,
+               sequence: SampleSequence) -> None:
     """Child-process entry point: run one LoadGen test, forwarding issues and completions."""
     import mlperf_loadgen as lg
 
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out_fd, in_fd = arrivals.fileno(), completions.fileno()
-    monotonic_ns, time_ns, pack = time.monotonic_ns, time.time_ns, ARRIVAL.pack
+    pack = ARRIVAL.pack
     draw = SampleDraw(plan.classes, plan.seed, plan.label).draw
+    take, monotonic_ns, response = sequence.take, time.monotonic_ns, lg.QuerySampleResponse
+    end_ns = NEVER_NS
 
-    def issue_query(sample_ids: list[int], _indices: list[int]) -> None:
-        mono_ns, wall_ns = monotonic_ns(), time_ns()
-        for start in range(0, len(sample_ids), ARRIVALS_PER_WRITE):
-            os.write(out_fd, b"".join(pack(i, mono_ns, wall_ns, index, KIND_ISSUED, *draw())
-                                      for i in sample_ids[start:start + ARRIVALS_PER_WRITE]))
+    def issue_query(loadgen_ids: list[int], _indices: list[int]) -> None:
+        if monotonic_ns() > end_ns:
+            lg.QuerySamplesComplete([response(i, 0, 0) for i in loadgen_ids])
+            return
+        first_id, mono_ns, wall_ns = take(len(loadgen_ids))
+        for start in range(0, len(loadgen_ids), ARRIVALS_PER_WRITE):
+            os.write(out_fd, b"".join(
+                pack(first_id + start + k, loadgen_id, mono_ns, wall_ns, index, KIND_ISSUED,
+                     *draw())
+                for k, loadgen_id in enumerate(loadgen_ids[start:start + ARRIVALS_PER_WRITE])))
 
     def complete_forever() -> None:
-        response = lg.QuerySampleResponse
         while ids := os.read(in_fd, COMPLETIONS_PER_READ * COMPLETION.size):
             lg.QuerySamplesComplete([response(i, 0, 0) for i in array("Q", ids)])
+        # The parent closes this pipe only after this process has exited, so EOF here means the
+        # parent died (SIGKILL, OOM): nothing will complete LoadGen's samples, so do not wait.
+        os._exit(1)
 
     sut = lg.ConstructFastSUT(issue_query, lambda: None)
     qsl = lg.ConstructQSL(TOTAL_SAMPLES, PERF_SAMPLE_COUNT, lambda _: None, lambda _: None)
@@ -105,17 +124,36 @@ def run_issuer(plan: ArrivalPlan, index: int, arrivals: Connection,
     Path(plan.log_dir).mkdir(parents=True, exist_ok=True)
 
     _raise_priority()
-    os.write(out_fd, pack(0, 0, 0, index, KIND_READY, 0, 0))
-    if os.read(in_fd, len(GO)) != GO:
+    os.write(out_fd, pack(0, 0, 0, 0, index, KIND_READY, 0, 0))
+    go = os.read(in_fd, GO.size)
+    if len(go) != GO.size or GO.unpack(go)[0] != GO_MARKER:
         return
+    end_ns = GO.unpack(go)[1]
     threading.Thread(target=complete_forever, name="fastload-complete", daemon=True).start()
     with without_gc_pauses():  # a collection in the issue callback would delay issues
         lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
-    valid = loadgen_result_valid(Path(plan.log_dir) / "mlperf_log_summary.txt")
-    verdict = VERDICT_UNKNOWN if valid is None else VERDICT_VALID if valid else VERDICT_INVALID
-    os.write(out_fd, pack(verdict, 0, 0, index, KIND_ENDED, 0, 0))
+    os.write(out_fd, pack(0, 0, 0, 0, index, KIND_ENDED, 0, 0))
     lg.DestroyQSL(qsl)
     lg.DestroyFastSUT(sut)
+
+
+class SampleSequence:
+    """Numbers samples 0, 1, ... in issue order across every LoadGen process of a run.
+
+    The counter lives in shared memory; it is taken under a lock together with the issue time
+    stamps, so run sample ids order exactly as issue times do, even across processes.
+    """
+
+    def __init__(self, context) -> None:
+        self._next = context.RawValue("Q", 0)
+        self._lock = context.Lock()
+
+    def take(self, count: int) -> tuple[int, int, int]:
+        """Reserve ``count`` ids; returns the first, and the issue time (monotonic, Unix ns)."""
+        with self._lock:
+            first = self._next.value
+            self._next.value = first + count
+            return first, time.monotonic_ns(), time.time_ns()
 
 
 def _raise_priority() -> None:
@@ -144,16 +182,72 @@ def loadgen_settings(plan: ArrivalPlan, lg) -> "lg.TestSettings":
     return settings
 
 
-def loadgen_result_valid(summary_path: Path) -> bool | None:
-    """LoadGen's own verdict from its summary log ("Result is : VALID"), None if unreadable."""
+@dataclass(frozen=True)
+class LoadGenVerdict:
+    """LoadGen's verdict on one test and, when INVALID, its reasons in LoadGen's own words."""
+
+    test: str
+    valid: bool | None  # None: LoadGen wrote no verdict (the test did not end)
+    reasons: tuple[str, ...] = ()
+
+
+def read_loadgen_verdict(test: str, summary_path: Path) -> LoadGenVerdict:
+    """Parse LoadGen's summary log: "Result is : INVALID", each constraint it marks NO (with
+    the latency percentile it compared against its target, or its early-stopping estimate), and
+    its recommendations."""
     try:
-        text = summary_path.read_text(encoding="utf-8", errors="replace")
+        lines = summary_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Result is"):
-            return line.split(":", 1)[1].strip() == "VALID"
-    return None
+        return LoadGenVerdict(test, None)
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    result = fields.get("Result is")
+    if result is None:
+        return LoadGenVerdict(test, None)
+    if result == "VALID":
+        return LoadGenVerdict(test, True)
+    details = {
+        "Performance constraints": _latency_detail(fields),
+        "Early stopping": " ".join(b for b in _bullets(lines, "Early Stopping Result:")
+                                    if b != "Run unsuccessful."),
+    }
+    reasons = []
+    for key, value in fields.items():
+        name, satisfied, _ = key.partition(" satisfied")
+        if satisfied and value.upper().startswith("NO"):
+            detail = details.get(name)
+            reasons.append(f"{name.lower()} not satisfied" + (f" ({detail})" if detail else ""))
+    reasons.extend(f"LoadGen recommends: {b}" for b in _bullets(lines, "Recommendations:"))
+    return LoadGenVerdict(test, False, tuple(reasons))
+
+
+def _bullets(lines: list[str], heading: str) -> list[str]:
+    """The " * " items under a heading of LoadGen's summary, continuation lines joined."""
+    items: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith(heading):
+            inside = True
+        elif inside and line.startswith(" * "):
+            items.append(line[3:].strip())
+        elif inside and line.startswith(" ") and line.strip() and items:
+            items[-1] += " " + line.strip()
+        elif inside:
+            break
+    return items
+
+
+def _latency_detail(fields: dict[str, str]) -> str:
+    """'99th percentile latency 2063.1 ms > target 2000 ms' where the log has both."""
+    target = fields.get("target_latency (ns)", "")
+    measured = fields.get("99.00 percentile latency (ns)", "")
+    if not (target.isdigit() and measured.isdigit()):
+        return ""
+    return (f"99th percentile latency {int(measured) / 1e6:.1f} ms > target "
+            f"{int(target) / 1e6:g} ms")
 
 
 def plan_arrivals(
@@ -173,18 +267,35 @@ def plan_arrivals(
     """
     classes = workload.active_classes(total_qps)
     if not classes:
-        raise ValueError(f"no class reaches 0.01 QPS at --total-qps {total_qps:g}")
+        raise WorkloadError(f"no class reaches {MIN_CLASS_QPS:g} QPS at --total-qps "
+                            f"{total_qps:g}")
     if not per_class:
         latency_ns = max(c.slo_ns for c in classes)
         plan = ArrivalPlan("all", total_qps, latency_ns, duration_ms, min_query_count, seed,
                            output_dir, classes)
         return [plan]
     share = sum(c.fraction for c in classes)
+    rates = [total_qps * c.fraction / share for c in classes]
+    counts = [math.ceil(min_query_count * c.fraction / share) for c in classes]
+    common_ms = per_class_duration_ms(duration_ms, counts, rates)
     return [
-        ArrivalPlan(c.label, total_qps * c.fraction / share, c.slo_ns, duration_ms,
-                    min_query_count, seed, str(Path(output_dir) / c.label), (c,))
-        for c in classes
+        ArrivalPlan(c.label, qps, c.slo_ns, common_ms, count, seed,
+                    str(Path(output_dir) / c.label), (c,), cut_at_end=True)
+        for c, qps, count in zip(classes, rates, counts)
     ]
+
+
+def per_class_duration_ms(duration_ms: int, counts: list[int], rates: list[float]) -> int:
+    """One duration for every per-class test, so that all of them issue over the same period.
+
+    LoadGen runs a test until both its minimum duration and its minimum query count are met.
+    Each class gets its share of the count; were the count to bind, the slow classes would run
+    on after the others had stopped and the merged stream would lose its mix. So the common
+    duration is long enough for every class to reach its count with a margin of four standard
+    deviations of its Poisson count (then the count binds with probability < 1e-4).
+    """
+    needed_s = max((n + 4 * math.sqrt(n) + 4) / qps for n, qps in zip(counts, rates))
+    return max(duration_ms, math.ceil(needed_s * 1000))
 
 
 class SampleDraw:
@@ -216,6 +327,7 @@ class SampleDraw:
 
 
 class IssuedSample(NamedTuple):
+    sample_id: int  # run-wide, in issue order
     issuer: Issuer
     loadgen_id: int
     cls: RequestClass
@@ -227,7 +339,8 @@ class IssuedSample(NamedTuple):
 class Issuer:
     """The parent's handle on one LoadGen child process and its completions pipe."""
 
-    def __init__(self, plan: ArrivalPlan, index: int, arrivals: Connection, context) -> None:
+    def __init__(self, plan: ArrivalPlan, index: int, arrivals: Connection,
+                 sequence: SampleSequence, context) -> None:
         self.plan = plan
         child_in, completions = context.Pipe(duplex=False)
         self._completions = completions
@@ -236,16 +349,17 @@ class Issuer:
         # descriptor could land in whatever file reused its number.
         self._completions_lock = threading.Lock()
         self.ended = False
-        self.valid: bool | None = None
         self.process = context.Process(
-            target=run_issuer, args=(plan, index, arrivals, child_in),
+            target=run_issuer, args=(plan, index, arrivals, child_in, sequence),
             name=f"fastload-loadgen-{plan.label}", daemon=True,
         )
         self.process.start()
         child_in.close()
 
-    def go(self) -> None:
-        self._write(GO)
+    def go(self, go_mono_ns: int) -> None:
+        end_ns = go_mono_ns + self.plan.duration_ms * 1_000_000 if self.plan.cut_at_end \
+            else NEVER_NS
+        self._write(GO.pack(GO_MARKER, end_ns))
 
     def complete(self, loadgen_id: int) -> None:
         """Tell LoadGen one sample finished; safe from any thread (the write is atomic)."""
@@ -259,6 +373,13 @@ class Issuer:
                 os.write(self._completions_fd, message)
             except OSError:  # the child is gone; nothing is waiting for this any more
                 pass
+
+    def verdict(self) -> LoadGenVerdict:
+        """LoadGen's verdict, from the summary log its test wrote (unknown if it did not end)."""
+        if not self.ended:
+            return LoadGenVerdict(self.plan.label, None)
+        return read_loadgen_verdict(self.plan.label,
+                                    Path(self.plan.log_dir) / "mlperf_log_summary.txt")
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Join the process; terminate it if it is still running LoadGen after timeout_s."""
@@ -276,7 +397,10 @@ class Arrivals:
     def __init__(self, plans: list[ArrivalPlan], context) -> None:
         self._reader, writer = context.Pipe(duplex=False)
         self._fd = self._reader.fileno()
-        self.issuers = [Issuer(plan, i, writer, context) for i, plan in enumerate(plans)]
+        # Held for the run: the children attach to its shared memory and lock when they start.
+        self._sequence = SampleSequence(context)
+        self.issuers = [Issuer(plan, i, writer, self._sequence, context)
+                        for i, plan in enumerate(plans)]
         # Only the children hold the write end now: EOF means every one of them has exited.
         writer.close()
 
@@ -290,14 +414,16 @@ class Arrivals:
             if not ready or exited:
                 issuer = exited[0] if exited else next(iter(waiting.values()))
                 raise RuntimeError(f"LoadGen process {issuer.plan.label!r} did not start")
-            if self._reader in ready:
-                index, kind = ARRIVAL.unpack(os.read(self._fd, ARRIVAL.size))[3:5]
+            record = os.read(self._fd, ARRIVAL.size) if self._reader in ready else b""
+            if record:  # b"" at EOF: the children's exits show on their sentinels next
+                index, kind = ARRIVAL.unpack(record)[4:6]
                 if kind == KIND_READY:
                     waiting.pop(self.issuers[index].process.sentinel, None)
 
     def go(self) -> None:
+        go_mono_ns = time.monotonic_ns()
         for issuer in self.issuers:
-            issuer.go()
+            issuer.go(go_mono_ns)
 
     def receive(self) -> IssuedSample | None:
         """The next issued sample, or None once every child has exited.
@@ -305,16 +431,15 @@ class Arrivals:
         Blocks without the GIL; several threads may call it at once, each gets whole records.
         """
         while record := os.read(self._fd, ARRIVAL.size):
-            loadgen_id, mono_ns, wall_ns, index, kind, class_index, model_index = \
+            sample_id, loadgen_id, mono_ns, wall_ns, index, kind, class_index, model_index = \
                 ARRIVAL.unpack(record)
             issuer = self.issuers[index]
             if kind == KIND_ISSUED:
                 cls = issuer.plan.classes[class_index]
-                return IssuedSample(issuer, loadgen_id, cls, cls.models[model_index][0],
-                                    mono_ns, wall_ns)
+                return IssuedSample(sample_id, issuer, loadgen_id, cls,
+                                    cls.models[model_index][0], mono_ns, wall_ns)
             if kind == KIND_ENDED:
                 issuer.ended = True
-                issuer.valid = None if loadgen_id == VERDICT_UNKNOWN else bool(loadgen_id)
         return None
 
     def stop(self, timeout_s: float = 5.0) -> None:

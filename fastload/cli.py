@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import re
 import sys
@@ -95,8 +94,9 @@ def parse_config(argv: Sequence[str] | None = None):
         _check_url(args.scheduler_url)
     workload: Workload = (load_workload_file(args.workload_file) if args.workload_file
                           else builtin_workload(args.workload))
-    _check_writable_file(args.metrics_csv, "--metrics-csv")
-    _check_writable_dir(args.output_dir, "--output-dir")
+    _require(args.metrics_csv.suffix.lower() != ".json",
+             f"--metrics-csv must not end in .json (the summary goes to a .json beside it), "
+             f"got {args.metrics_csv}")
     tls_config = _tls_config(args)
     metadata = tuple(_metadata_pair(item) for item in args.metadata)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
@@ -158,36 +158,15 @@ def _check_url(url: str) -> None:
              f"--scheduler-url must be host:port (e.g. localhost:50051) or unix:PATH, got {url!r}")
 
 
-def _nearest_existing(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def _check_writable_dir(path: Path, flag: str) -> None:
-    existing = _nearest_existing(path)
-    _require(existing.is_dir(), f"{flag} {path} is not a directory (found a file at {existing})")
-    _require(os.access(existing, os.W_OK | os.X_OK), f"{flag} {path} is not writable")
-
-
-def _check_writable_file(path: Path, flag: str) -> None:
-    _require(not path.is_dir(), f"{flag} {path} is a directory; give a file name")
-    if path.exists():
-        _require(os.access(path, os.W_OK), f"{flag} {path} is not writable")
-    _check_writable_dir(path.parent, flag)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from fastload import runner
+    from fastload.outputs import OutputError
 
     try:
-        config = parse_config(argv)
-    except (UsageError, WorkloadError) as exc:
+        return runner.run(parse_config(argv))
+    except (UsageError, WorkloadError, OutputError) as exc:
         print(f"fastload: error: {exc}", file=sys.stderr)
         return runner.EXIT_USAGE
-    try:
-        return runner.run(config)
     except runner.SchedulerUnreachable as exc:
         print(f"fastload: error: {exc}", file=sys.stderr)
         return runner.EXIT_UNREACHABLE

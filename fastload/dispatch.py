@@ -94,8 +94,7 @@ class Dispatcher:
         """One sender: read issued samples until the pipe closes, send each at once."""
         receive, open_record = arrivals.receive, self._recorder.open
         while sample := receive():
-            record = open_record(sample.issuer.plan.label, sample.loadgen_id, sample.cls,
-                                 sample.model, sample.issue_mono_ns, sample.issue_wall_ns)
+            record = open_record(sample)
             with self._idle:
                 overloaded = self._inflight >= self._max_inflight
                 if not overloaded:

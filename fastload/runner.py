@@ -14,10 +14,12 @@ from pathlib import Path
 import grpc
 
 from fastload._encode import RequestEncoder
-from fastload.arrivals import Arrivals, plan_arrivals
+from fastload.arrivals import ArrivalPlan, Arrivals, plan_arrivals
 from fastload.dispatch import Dispatcher
 from fastload.memory import keep_freed_buffers, without_gc_pauses
-from fastload.metrics import Recorder, format_summary, summarize, write_csv, write_json
+from fastload.metrics import Recorder
+from fastload.outputs import RunOutputs
+from fastload.summary import RunStats, format_summary, summarize, write_json
 from fastload.scheduler.spawn import SchedulerProcess
 from fastload.workload import Workload
 
@@ -27,6 +29,7 @@ EXIT_REQUEST_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_LOADGEN_FAILED = 4
+EXIT_OUTPUT_FAILED = 5
 # SIGINT/SIGTERM exit 128 + the signal number: 130 / 143.
 
 # Four simulated GPUs give ~550 QPS of capacity for the built-in mixes: at 500 QPS the reference
@@ -86,8 +89,12 @@ class SchedulerUnreachable(RuntimeError):
 
 
 def run(config: RunConfig) -> int:
-    """Run the test and write the CSV, the JSON summary and LoadGen's logs; return the exit code."""
+    """Run the test, streaming the CSV; write the JSON summary and LoadGen's logs; return the
+    exit code. Raises WorkloadError or OutputError (nothing created) or SchedulerUnreachable
+    (nothing sent, nothing left on disk)."""
     keep_freed_buffers()
+    plans = _plan_arrivals(config)
+    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir)
     stop = threading.Event()
     stop_signals: list[int] = []
 
@@ -98,21 +105,30 @@ def run(config: RunConfig) -> int:
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with ExitStack() as stack:
-            target = config.scheduler_url
-            if config.embedded:
-                scheduler = stack.enter_context(SchedulerProcess(*EMBEDDED_SCHEDULER_ARGS))
-                target = scheduler.address
-                print(f"fastload: embedded reference scheduler on {target} "
-                      f"({' '.join(EMBEDDED_SCHEDULER_ARGS)})", flush=True)
-            channel = _open_channel(config, target)
-            _check_reachable(channel, target, config.tls is not None)
-            for directory in (config.metrics_csv.parent, config.output_dir):
-                directory.mkdir(parents=True, exist_ok=True)
+            try:
+                target = config.scheduler_url
+                if config.embedded:
+                    scheduler = stack.enter_context(SchedulerProcess(*EMBEDDED_SCHEDULER_ARGS))
+                    target = scheduler.address
+                    print(f"fastload: embedded reference scheduler on {target} "
+                          f"({' '.join(EMBEDDED_SCHEDULER_ARGS)})", flush=True)
+                channel = _open_channel(config, target)
+                _check_reachable(channel, target, config.tls is not None)
+            except BaseException:
+                outputs.discard()
+                raise
 
+            duration_ms = plans[0].duration_ms
             print(f"fastload: seed {config.seed}, {config.workload.name} at "
-                  f"{config.total_qps:g} QPS for {config.duration_ms} ms -> {target}", flush=True)
-            recorder = Recorder()
-            arrivals = _start_arrivals(config)
+                  f"{config.total_qps:g} QPS for {duration_ms} ms -> {target}", flush=True)
+            if duration_ms != config.duration_ms:
+                print(f"fastload: every per-class LoadGen test runs {duration_ms} ms, long "
+                      f"enough for each class to reach its share of --min-query-count",
+                      flush=True)
+            stats = RunStats(config.workload.active_classes(config.total_qps))
+            recorder = Recorder(outputs.open_csv(), stats.add)
+            arrivals = Arrivals(plans, multiprocessing.get_context("spawn"))
+            arrivals.wait_ready(LOADGEN_START_TIMEOUT_S)
             dispatcher = Dispatcher(channel, partial(_encoders, config), recorder,
                                     timeout_s=config.timeout_ms / 1000,
                                     max_inflight=config.max_inflight, metadata=config.metadata)
@@ -130,6 +146,7 @@ def run(config: RunConfig) -> int:
                 arrivals.stop()
                 dispatcher.close()
                 arrivals.close()
+                recorder.finish()
                 # Closing waits for every call gRPC still holds: after forced timeouts it could
                 # wait as long as the peer stays frozen, so the process exit cleans up instead.
                 if not dispatcher.forced_timeouts:
@@ -143,13 +160,8 @@ def run(config: RunConfig) -> int:
     interrupted = bool(stop_signals)
     issuers = arrivals.issuers
     lost = [issuer.plan.label for issuer in issuers if not issuer.ended and not interrupted]
-    valid_flags = [issuer.valid for issuer in issuers]
-    loadgen_valid = None if None in valid_flags else all(valid_flags)
-    records = recorder.in_issue_order()
-    summary = summarize(records, config.workload.active_classes(config.total_qps),
-                        config.total_qps, config.workload.name, config.seed, loadgen_valid,
-                        interrupted)
-    write_csv(records, config.metrics_csv)
+    summary = summarize(stats, config.total_qps, config.workload.name, config.seed,
+                        [issuer.verdict() for issuer in issuers], interrupted)
     write_json(summary, config.summary_json)
     print(format_summary(summary), flush=True)
     if config.embedded:
@@ -160,6 +172,11 @@ def run(config: RunConfig) -> int:
         print(f"fastload: error: LoadGen process {lost[0]} exited before its test ended; "
               f"the outputs hold what it issued", file=sys.stderr)
         return EXIT_LOADGEN_FAILED
+    if recorder.write_error is not None:
+        print(f"fastload: error: {config.metrics_csv} is incomplete: writing it failed "
+              f"({recorder.write_error.strerror}); the summary counts every sample",
+              file=sys.stderr)
+        return EXIT_OUTPUT_FAILED
     return EXIT_REQUEST_ERRORS if summary.overall.errors else EXIT_OK
 
 
@@ -181,13 +198,10 @@ def _check_reachable(channel: grpc.Channel, target: str, tls: bool) -> None:
         ) from None
 
 
-def _start_arrivals(config: RunConfig) -> Arrivals:
-    plans = plan_arrivals(config.workload, config.total_qps, config.duration_ms,
-                          config.min_query_count, config.seed, str(config.output_dir),
-                          config.per_class)
-    arrivals = Arrivals(plans, multiprocessing.get_context("spawn"))
-    arrivals.wait_ready(LOADGEN_START_TIMEOUT_S)
-    return arrivals
+def _plan_arrivals(config: RunConfig) -> list[ArrivalPlan]:
+    return plan_arrivals(config.workload, config.total_qps, config.duration_ms,
+                         config.min_query_count, config.seed, str(config.output_dir),
+                         config.per_class)
 
 
 def _encoders(config: RunConfig, sender: int) -> dict[str, RequestEncoder]:

@@ -31,8 +31,18 @@ def run_fastload(tmp_path: Path, *args: str, timeout_s: float = 120) -> tuple[su
 
 
 def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The CSV's rows in file order (the order samples completed)."""
     with open(csv_path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def in_issue_order(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows sorted by sample_id, checking that ids are 0..n-1 and follow issue times."""
+    ordered = sorted(rows, key=lambda r: int(r["sample_id"]))
+    assert [int(r["sample_id"]) for r in ordered] == list(range(len(rows)))
+    issue_ns = [int(r["issue_mono_ns"]) for r in ordered]
+    assert issue_ns == sorted(issue_ns), "sample_id order differs from issue order"
+    return ordered
 
 
 def chi2_pvalue(observed: list[int], expected_fractions: list[float]) -> float:
@@ -50,6 +60,27 @@ def loadgen_query_count(log_dir: Path) -> int:
     match = re.search(r'"key": "generated_query_count", "value": (\d+)', detail)
     assert match, "LoadGen's detail log has no generated_query_count"
     return int(match.group(1))
+
+
+def check_summary_against_rows(summary: dict, rows: list[dict[str, str]]) -> None:
+    """The JSON summary, kept in bounded memory during the run, against the CSV's rows: counts,
+    errors and attainment exactly, percentiles within 1 % of numpy's exact nearest-rank ones,
+    and each class's rate over its own issue span."""
+    groups = {(c["tier"], c["slo"]): c for c in summary["classes"]}
+    groups[("all", "all")] = summary["overall"]
+    for (tier, slo), row in groups.items():
+        members = [r for r in rows if (tier, slo) in (("all", "all"), (int(r["tier"]), r["slo"]))]
+        assert row["count"] == len(members), (tier, slo)
+        assert row["errors"] == sum(r["status"] != "OK" for r in members)
+        met = sum(r["slo_met"] == "True" for r in members)
+        assert row["slo_attainment_pct"] == pytest.approx(100 * met / len(members))
+        latencies = np.array([int(r["latency_ns"]) for r in members if r["status"] == "OK"])
+        for q in (50, 95, 99):
+            exact_ms = np.percentile(latencies, q, method="inverted_cdf") / 1e6
+            assert row[f"p{q}_ms"] == pytest.approx(exact_ms, rel=0.01), (tier, slo, q)
+        issue_s = sorted(int(r["issue_mono_ns"]) / 1e9 for r in members)
+        own_rate = (len(issue_s) - 1) / (issue_s[-1] - issue_s[0])
+        assert row["achieved_qps"] == pytest.approx(own_rate, rel=1e-6), (tier, slo)
 
 
 @pytest.fixture
@@ -70,7 +101,7 @@ def test_default_run_records_every_sample_with_the_spec_mix(tmp_path, address):
     assert header[:8] == SPEC_COLUMNS and tuple(header) == CSV_COLUMNS
 
     # Every sample LoadGen issued is recorded once, and every one was answered.
-    assert [int(r["sample_id"]) for r in rows] == list(range(len(rows)))
+    in_issue_order(rows)
     assert len({r["loadgen_sample_id"] for r in rows}) == len(rows)
     assert len(rows) == loadgen_query_count(tmp_path / "logs")
     assert {r["status"] for r in rows} == {"OK"}
@@ -97,7 +128,7 @@ def test_default_run_records_every_sample_with_the_spec_mix(tmp_path, address):
 
     summary = json.loads(csv_path.with_suffix(".json").read_text())
     assert summary["seed"] == 11 and summary["loadgen_valid"] is True
-    assert summary["overall"]["count"] == len(rows)
+    check_summary_against_rows(summary, rows)
     assert abs(summary["overall"]["achieved_qps"] - 300) < 0.1 * 300
     assert "tier1_urgent" not in {p.name for p in (tmp_path / "logs").iterdir()}
     assert "slo_attainment_%" in proc.stdout and "LoadGen result VALID" in proc.stdout
@@ -120,31 +151,81 @@ def test_same_seed_gives_the_same_class_and_model_sequence(tmp_path, address):
                                       "--total-qps", "200", "--duration-ms", "1500",
                                       "--seed", "1234")
         assert proc.returncode == 0, proc.stderr
-        sequences.append([(r["tier"], r["slo"], r["model"]) for r in read_rows(csv_path)])
+        sequences.append([(r["tier"], r["slo"], r["model"])
+                          for r in in_issue_order(read_rows(csv_path))])
     n = min(map(len, sequences))
     assert n > 100 and sequences[0][:n] == sequences[1][:n]
 
 
-def test_per_class_mode_runs_one_loadgen_per_class(tmp_path, address):
-    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address, "--total-qps", "200",
-                                  "--duration-ms", "2500", "--seed", "5", "--loadgen-per-class")
+def test_per_class_mode_keeps_the_mix_for_the_whole_run(tmp_path, address):
+    """batch_heavy at 150 QPS for 8 s: its four 7.5-QPS classes need 13 s to reach 100 queries
+    each, which used to leave the other classes stopped for the last 5 s."""
+    total_qps, duration_s = 150, 8
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address,
+                                  "--total-qps", str(total_qps), "--duration-ms", "8000",
+                                  "--min-query-count", "100", "--workload", "batch_heavy",
+                                  "--seed", "5", "--loadgen-per-class")
     assert proc.returncode == 0, proc.stderr
-    rows = read_rows(csv_path)
-    workload = builtin_workload("balanced")
+    rows = in_issue_order(read_rows(csv_path))
+    workload = builtin_workload("batch_heavy")
     labels = {c.label for c in workload.classes}
     for label in labels:
         assert (tmp_path / "logs" / label / "mlperf_log_summary.txt").is_file(), label
-    # Each process serves one class only, and the merged CSV holds them all.
+    # Each process serves one class only, and the merged CSV holds them all but LoadGen's last
+    # query of each test, which LoadGen schedules past the duration and fastload cuts.
     assert {r["issuer"] for r in rows} == labels
-    assert len(rows) == sum(loadgen_query_count(tmp_path / "logs" / label) for label in labels)
+    issued = sum(loadgen_query_count(tmp_path / "logs" / label) for label in labels)
+    assert issued - 2 * len(labels) <= len(rows) <= issued - len(labels)
     assert all(r["issuer"] == f"tier{r['tier']}_{r['slo']}" for r in rows)
-    assert [int(r["sample_id"]) for r in rows] == list(range(len(rows)))
-    # Distinct seeds: no two classes share an arrival schedule.
+
+    # The merged stream is Poisson at the total rate, over the run's duration.
+    issue_s = np.array([int(r["issue_mono_ns"]) for r in rows]) / 1e9
+    gaps = np.diff(issue_s)
+    cv = gaps.std() / gaps.mean()
+    assert abs(cv - 1.0) < 3.5 / math.sqrt(len(gaps)), f"merged inter-arrival CV {cv:.3f}"
+    expected = total_qps * duration_s
+    assert abs(len(rows) - expected) < 4.5 * math.sqrt(expected), len(rows)
+    run_start, run_end = issue_s[0], issue_s[-1]
+    assert run_end - run_start < duration_s + 0.5
+
+    # Every class issues from start to end of that period, at its own rate.
+    summary = json.loads(csv_path.with_suffix(".json").read_text())
+    check_summary_against_rows(summary, rows)
+    achieved = {(c["tier"], c["slo"]): c["achieved_qps"] for c in summary["classes"]}
     offsets = {}
-    for label in labels:
-        times = sorted(int(r["issue_mono_ns"]) for r in rows if r["issuer"] == label)
-        offsets[label] = tuple(np.diff(times[:20]))
+    for cls in workload.classes:
+        rate = total_qps * cls.fraction
+        times = np.array([int(r["issue_mono_ns"]) for r in rows if r["issuer"] == cls.label]) / 1e9
+        # A gap of 15 mean inter-arrivals happens with probability e**-15.
+        assert times[0] - run_start < 15 / rate and run_end - times[-1] < 15 / rate, cls.label
+        assert abs(len(times) - rate * duration_s) < 4.5 * math.sqrt(rate * duration_s)
+        assert abs(achieved[(cls.tier, cls.slo)] - rate) < 5 * rate / math.sqrt(len(times))
+        offsets[cls.label] = tuple(np.diff(times[:20]))
+    # Distinct seeds: no two classes share an arrival schedule.
     assert len(set(offsets.values())) == len(labels)
+
+
+def test_invalid_loadgen_result_comes_with_its_reason(tmp_path, start_scheduler):
+    # Every request takes 300 ms against LoadGen's 100 ms target (the one class's SLO).
+    scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=300")
+    workload_file = tmp_path / "urgent.toml"
+    workload_file.write_text('[models.resnet50]\nshape = [1, 3, 8, 8]\n'
+                             '[[classes]]\ntier = 1\nslo = "urgent"\nfraction = 1.0\n')
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", scheduler.address,
+                                  "--total-qps", "50", "--duration-ms", "2000",
+                                  "--workload-file", str(workload_file))
+    assert proc.returncode == 0, proc.stderr
+    assert "LoadGen result INVALID" in proc.stdout
+    reason = re.search(r"LoadGen test all INVALID: performance constraints not satisfied "
+                       r"\(99th percentile latency ([\d.]+) ms > target 100 ms\)", proc.stdout)
+    assert reason, proc.stdout
+    assert float(reason.group(1)) >= 300
+    assert "LoadGen recommends: Reduce target QPS to improve latency." in proc.stdout
+    summary = json.loads(csv_path.with_suffix(".json").read_text())
+    assert summary["loadgen_valid"] is False
+    [verdict] = summary["loadgen_verdicts"]
+    assert verdict["test"] == "all" and verdict["valid"] is False
+    assert verdict["reasons"][0].startswith("performance constraints not satisfied (99th")
 
 
 def test_unreachable_scheduler_fails_fast_without_writing_outputs(tmp_path):

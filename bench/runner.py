@@ -129,6 +129,8 @@ class Contender:
     description: str
     argv: Callable[[str, float, int, int, Path], list[str]]
     is_client: bool = True
+    # `python -m fastload` imports the package from here: another checkout gives an A/B.
+    cwd: Path = REPO_ROOT
 
 
 def _script(file_name: str) -> Callable[[str, float, int, int, Path], list[str]]:
@@ -156,8 +158,13 @@ CONTENDERS = (
     Contender("empty", "LoadGen, callback completes at once (CV reference)",
               _script("client_empty.py"), is_client=False),
 )
-CLIENTS = tuple(c for c in CONTENDERS if c.is_client)
 EMPTY = next(c for c in CONTENDERS if not c.is_client)
+
+
+def baseline_contender(checkout: Path) -> Contender:
+    """fastload from another checkout (its extension built in place), to A/B a change."""
+    return Contender("fastload-base", f"python -m fastload from {checkout}", _fastload(),
+                     cwd=checkout.resolve())
 
 
 # --- One run ------------------------------------------------------------------------------------
@@ -184,7 +191,7 @@ def run_once(contender: Contender, target: str, server_pid: int, qps: float, dur
     server_before, cpu_before, wall_before = _process_cpu_s(server_pid), _children_cpu_s(), \
         time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=contender.cwd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             returncode = proc.wait(timeout_s)
@@ -332,12 +339,13 @@ def summarize_point(contender: Contender, runs: list[dict], empty_runs: dict[int
     return point
 
 
-def run_ladder(args: argparse.Namespace, target: str, server_pid: int, work_dir: Path,
-               startup_cpu_s: dict[str, float], rng: random.Random) -> tuple[list, list]:
-    climbing = {c.name: 0 for c in CLIENTS}  # client -> rates failed so far
+def run_ladder(args: argparse.Namespace, contenders: Sequence[Contender], target: str,
+               server_pid: int, work_dir: Path, startup_cpu_s: dict[str, float],
+               rng: random.Random) -> tuple[list, list]:
+    climbing = {c.name: 0 for c in contenders if c.is_client}  # client -> rates failed so far
     all_runs, points = [], []
     for qps in args.rates:
-        clients = [c for c in CLIENTS if c.name in climbing]
+        clients = [c for c in contenders if c.name in climbing]
         if not clients:
             break
         runs: dict[str, list[dict]] = {c.name: [] for c in (*clients, EMPTY)}
@@ -378,10 +386,15 @@ def _rate_kept(point: dict) -> bool:
             and abs(pct - 100) <= 100 * SUSTAINED_RATE_TOLERANCE and point["errors"] == 0)
 
 
+def client_names(points: list[dict]) -> list[str]:
+    """The clients measured (not the empty-callback reference), in order of appearance."""
+    return list(dict.fromkeys(p["contender"] for p in points if "sustained" in p))
+
+
 def max_qps(points: list[dict], lag_key: str | None) -> dict[str, float | None]:
     """Each client's highest rate kept with ``lag_key`` (a p99 in ms) under the bound; with
     lag_key None, whatever the lag. "send_lag_p99_ms" gives the max sustained QPS."""
-    best: dict[str, float | None] = {c.name: None for c in CLIENTS}
+    best: dict[str, float | None] = {name: None for name in client_names(points)}
     for p in points:
         if p["contender"] not in best or not _rate_kept(p):
             continue
@@ -451,13 +464,16 @@ def check_targets(points: list[dict], best: dict[str, float | None],
 
     ratio_check("fastload", "floor", True, lambda r: r <= 1.3,
                 "fastload client CPU/request <= 1.3x floor")
+    if "fastload-base" in best:
+        ratio_check("fastload", "fastload-base", True, lambda r: r <= 1.0,
+                    "fastload client CPU/request no higher than the baseline checkout's")
     ratio_check("spec", "fastload", False, lambda r: r >= 10,
                 "fastload client CPU/request >= 10x below spec")
     floor_ratios = _ratios(points, "spec", "floor", key, False)
     if floor_ratios and checks[-1][0] is not None:
         checks[-1] = (checks[-1][0], checks[-1][1] + f"; for scale, spec/floor median "
                       f"{statistics.median(floor_ratios.values()):.2f}")
-    fl, floor, spec = best["fastload"], best["floor"], best["spec"]
+    fl, floor, spec = best.get("fastload"), best.get("floor"), best.get("spec")
     if fl is None or floor is None:
         checks.append((False if fl is None else None,
                        f"fastload max sustained QPS >= 0.9x floor: fastload {fl}, floor {floor}"))
@@ -465,13 +481,15 @@ def check_targets(points: list[dict], best: dict[str, float | None],
         checks.append((fl >= 0.9 * floor,
                        f"fastload max sustained QPS >= 0.9x floor: {fl:g} vs {floor:g} "
                        f"({fl / floor:.2f}x)"))
-    if fl is None:
+    if "spec" not in best:
+        checks.append((None, "fastload max sustained QPS >= 5x spec: spec not run"))
+    elif fl is None:
         checks.append((False, f"fastload max sustained QPS >= 5x spec: fastload sustained no rate"))
     else:
         checks.append((fl >= 5 * (spec or 0),
                        f"fastload max sustained QPS >= 5x spec: {fl:g} vs "
                        + (f"{spec:g} ({fl / spec:.1f}x)" if spec else "spec sustained no rate")
-                       + f"; spec ignoring send lag: {throughput_only['spec'] or 'none'}"))
+                       + f"; spec ignoring send lag: {throughput_only.get('spec') or 'none'}"))
     at_500 = next((p for p in points if p["contender"] == "fastload" and p["target_qps"] == 500),
                   None)
     if at_500 is None or at_500["achieved_pct_of_schedule"] is None:
@@ -492,11 +510,11 @@ def plot(points: list[dict], best: dict[str, float | None], path: Path, title: s
     import matplotlib.pyplot as plt
 
     fig, (cpu_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for contender in CLIENTS:
-        mine = [p for p in points if p["contender"] == contender.name]
+    for name in client_names(points):
+        mine = [p for p in points if p["contender"] == name]
         qps = [p["target_qps"] for p in mine]
-        sustained = best[contender.name]
-        label = f"{contender.name} (max sustained {'none' if sustained is None else f'{sustained:g}'})"
+        sustained = best[name]
+        label = f"{name} (max sustained {'none' if sustained is None else f'{sustained:g}'})"
         line, = cpu_ax.plot(qps, [p["steady_cpu_us_per_request"] for p in mine], "o-",
                             label=label)
         cpu_ax.plot(qps, [p["cpu_us_per_request"] for p in mine], ":", color=line.get_color())
@@ -520,8 +538,8 @@ def plot(points: list[dict], best: dict[str, float | None], path: Path, title: s
     plt.close(fig)
 
 
-def _qps(value: float | None, contender: Contender) -> str:
-    if not contender.is_client:
+def _qps(value: float | None, name: str) -> str:
+    if name == EMPTY.name:
         return "(reference)"
     return "none" if value is None else f"{value:g}"
 
@@ -564,6 +582,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, metavar="LADDER_JSON",
                         help="measure nothing: reprint the table and redraw the PNG from a "
                              "ladder.json written earlier")
+    parser.add_argument("--contenders", default=",".join(c.name for c in CONTENDERS
+                                                         if c.is_client),
+                        help="comma-separated clients to run (default all: %(default)s); the "
+                             "empty-callback reference always runs")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run `python -m fastload` from another checkout as "
+                             "fastload-base (build its extension in place first: "
+                             "`python setup.py build_ext --inplace` there), to A/B a change")
     parser.add_argument("--keep-runs", type=Path,
                         help="keep every run's CSV, log and LoadGen logs in this folder")
     args = parser.parse_args(argv)
@@ -573,6 +599,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except ValueError:
         parser.error(f"--rates must be numbers separated by commas, got {args.rates!r}")
     args.rates = sorted(rates)
+    known = {c.name: c for c in CONTENDERS if c.is_client}
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f"unknown contender {unknown[0]!r}; choose from {', '.join(known)}")
+    args.contenders = [known[n] for n in names]
+    if args.baseline:
+        if not (args.baseline / "fastload" / "__init__.py").is_file():
+            parser.error(f"--baseline {args.baseline} is not a fastload checkout")
+        args.contenders.append(baseline_contender(args.baseline))
+    args.contenders.append(EMPTY)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.duration_ms = args.duration_ms or (3000 if args.quick else 10000)
     if args.repeats < 1 or args.duration_ms < 100 or any(r <= 0 for r in args.rates):
@@ -597,13 +634,14 @@ def measure(args: argparse.Namespace) -> dict:
               f"rates {args.rates}, {args.repeats} repeats of {args.duration_ms} ms",
               file=sys.stderr, flush=True)
         # Warm the scheduler (allocator, HTTP/2 windows) before anything is measured.
-        run_once(CONTENDERS[1], target, server_pid, 200, 1000, args.seed, work_dir)
-        startup_cpu_s = measure_startup(CONTENDERS, target, server_pid, args.repeats, args.seed,
-                                        work_dir, rng)
+        run_once(EMPTY, target, server_pid, 200, 1000, args.seed, work_dir)
+        startup_cpu_s = measure_startup(args.contenders, target, server_pid, args.repeats,
+                                        args.seed, work_dir, rng)
         print("  start-up CPU ms: " + ", ".join(f"{k} {v * 1000:.0f}"
                                                 for k, v in startup_cpu_s.items()),
               file=sys.stderr, flush=True)
-        runs, points = run_ladder(args, target, server_pid, work_dir, startup_cpu_s, rng)
+        runs, points = run_ladder(args, args.contenders, target, server_pid, work_dir,
+                                  startup_cpu_s, rng)
         scheduler_stats = scheduler.stop(signal.SIGINT).stdout.strip()
     info["loadavg_at_end"] = os.getloadavg()
     return {
@@ -611,7 +649,7 @@ def measure(args: argparse.Namespace) -> dict:
         "rates": args.rates, "repeats": args.repeats, "duration_ms": args.duration_ms,
         "seed": args.seed, "scheduler_args": SCHEDULER_ARGS,
         "elapsed_s": time.perf_counter() - started, "scheduler_stats": scheduler_stats,
-        "contenders": {c.name: c.description for c in CONTENDERS},
+        "contenders": {c.name: c.description for c in args.contenders},
         "startup_cpu_s": startup_cpu_s, "points": points, "runs": runs,
     }
 
@@ -635,11 +673,10 @@ def report(result: dict, out: Path) -> None:
     print(markdown_table(points))
     print("\n| client | max sustained QPS (send lag p99 < 5 ms) | same, late vs schedule p99 "
           "< 5 ms instead | same, ignoring lag | start-up CPU ms |\n|---|---:|---:|---:|---:|")
-    for contender in CONTENDERS:
-        print(f"| {contender.name} | {_qps(best.get(contender.name), contender)} "
-              f"| {_qps(on_schedule.get(contender.name), contender)} "
-              f"| {_qps(throughput_only.get(contender.name), contender)} "
-              f"| {startup_cpu_s[contender.name] * 1000:,.0f} |")
+    for name in result["contenders"]:
+        print(f"| {name} | {_qps(best.get(name), name)} | {_qps(on_schedule.get(name), name)} "
+              f"| {_qps(throughput_only.get(name), name)} "
+              f"| {startup_cpu_s.get(name, 0) * 1000:,.0f} |")
     print()
     for passed, line in checks:
         print(f"{ {True: 'PASS', False: 'FAIL', None: 'N/A '}[passed]}  {line}")

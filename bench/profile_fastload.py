@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import psutil
 
-import fastload.arrivals as fl_arrivals
+import fastload.arrivals.pipe as fl_pipe
 import fastload.runner as fl_runner
 from fastload.arrivals import ARRIVAL, COMPLETION, KIND_ISSUED, Arrivals, IssuedSample, Issuer
 from fastload.cli import parse_config
@@ -209,13 +209,13 @@ class TimedDispatcher(Dispatcher):
                           for encoders in self._encoders]
         self._infer = _TimedCall(self._infer)
 
-    def serve(self, arrivals, stop) -> bool:
+    def serve(self, arrivals, recorder, stop) -> bool:
         WINDOW.start_threads = _thread_cpu_ns()
         WINDOW.start_self_s = Window.self_cpu_s()
         WINDOW.open = True
         start = thread_ns()
         try:
-            return super().serve(arrivals, stop)
+            return super().serve(arrivals, recorder, stop)
         finally:
             TIMERS.add("main: serve (all)", thread_ns() - start)
 
@@ -256,7 +256,7 @@ def fastload_argv(target: str, qps: float, duration_ms: int, seed: int, out_dir:
 
 def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list, int, float]:
     """One instrumented fastload run; rows of (piece, µs/request), completed count, timer cost."""
-    fl_runner.Dispatcher, fl_runner.Recorder, fl_runner.Arrivals, fl_arrivals.Issuer = \
+    fl_runner.Dispatcher, fl_runner.Recorder, fl_runner.Arrivals, fl_pipe.Issuer = \
         TimedDispatcher, TimedRecorder, TimedArrivals, TimedIssuer
     threading.Thread.run = _timed_thread_run
     # A short run first, so lazy imports and first-call costs fall outside the measured one.
@@ -488,20 +488,20 @@ def child_protocol_us(args: argparse.Namespace, out_dir: Path) -> tuple[float, f
     child excluded. The child's cost minus LoadGen-alone's is the pipe protocol's."""
     import multiprocessing
 
-    from fastload.arrivals import ArrivalPlan
+    from fastload.arrivals import ArrivalPlan, run_loadgen
     from fastload.workload import builtin_workload
     from runner import TARGET_LATENCY_NS
 
     plan = ArrivalPlan("all", args.qps, TARGET_LATENCY_NS, args.duration_ms, 1, args.seed,
                        str(out_dir / "protocol"), builtin_workload("balanced").classes)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    arrivals = Arrivals([plan], multiprocessing.get_context("spawn"))
+    arrivals = Arrivals([plan], run_loadgen, multiprocessing.get_context("spawn"))
     arrivals.wait_ready(60)
     issuer = arrivals.issuers[0]
     times = psutil.Process(issuer.process.pid).cpu_times()
     startup_s = times.user + times.system
     parent_start = thread_ns()
-    arrivals.go()
+    arrivals.go(time.monotonic_ns())
     samples = 0
     while sample := arrivals.receive():
         issuer.complete(sample.loadgen_id)

@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from fastload.arrivals.trace import TraceError, load_trace
+from fastload.schedule import RateSchedule, ScheduleError, parse_schedule
 from fastload.workload import WORKLOAD_FRACTIONS, Workload, WorkloadError, builtin_workload, \
     load_workload_file
 
 TENSOR_FIELDS = {"raw": 6, "float": 4}
+DEFAULT_TOTAL_QPS = 30.0
+DEFAULT_DURATION_MS = 60000
 _METADATA_KEY = re.compile(r"^[a-z0-9_.-]+$")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -34,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scheduler-url", default="localhost:50051",
                    help="scheduler gRPC endpoint, host:port or unix:PATH (default %(default)s)")
-    p.add_argument("--total-qps", type=float, default=30.0,
-                   help="total rate over all classes (default %(default)s)")
-    p.add_argument("--duration-ms", type=int, default=60000,
-                   help="LoadGen min duration (default %(default)s)")
+    p.add_argument("--total-qps", type=float,
+                   help=f"total rate over all classes (default {DEFAULT_TOTAL_QPS:g})")
+    p.add_argument("--duration-ms", type=int,
+                   help=f"LoadGen min duration (default {DEFAULT_DURATION_MS})")
     p.add_argument("--workload", default="balanced", choices=sorted(WORKLOAD_FRACTIONS),
                    help="built-in class mix (default %(default)s)")
     p.add_argument("--workload-file", type=Path,
@@ -66,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one LoadGen test per class, each in its own process (the spec's topology)")
     p.add_argument("--embedded", action="store_true",
                    help="start the reference scheduler on a free loopback port and target it")
+    shapes = p.add_argument_group("arrival shapes (default: Poisson at --total-qps)")
+    shapes.add_argument("--qps-schedule", metavar="SPEC",
+                        help="phases DURATION@QPS or DURATION@A..B (a ramp), comma-separated, "
+                             "durations in ms, s or m, e.g. 20s@200,5s@800,20s@200; replaces "
+                             "--total-qps and --duration-ms")
+    shapes.add_argument("--burstiness", type=float, metavar="K",
+                        help="gamma inter-arrival times of shape K (CV 1/sqrt(K); 1 is Poisson, "
+                             "below 1 burstier), issued by fastload's timer instead of LoadGen")
+    shapes.add_argument("--arrival-trace", type=Path, metavar="FILE",
+                        help="replay arrival times from a CSV or JSON-lines file with a "
+                             "timestamp column (ms, or ISO-8601) and optional tier, slo, model")
+    shapes.add_argument("--trace-speed", type=float, metavar="X",
+                        help="replay the trace X times faster (default 1)")
     tls = p.add_argument_group("secure channels")
     tls.add_argument("--tls", action="store_true", help="connect over TLS")
     tls.add_argument("--ca-cert", type=Path,
@@ -82,9 +99,10 @@ def parse_config(argv: Sequence[str] | None = None):
     from fastload.runner import RunConfig
 
     args = build_parser().parse_args(argv)
-    _require(math.isfinite(args.total_qps) and args.total_qps > 0,
-             f"--total-qps must be a positive number, got {args.total_qps:g}")
-    _require(args.duration_ms > 0, f"--duration-ms must be > 0, got {args.duration_ms}")
+    _require(args.total_qps is None or (math.isfinite(args.total_qps) and args.total_qps > 0),
+             f"--total-qps must be a positive number, got {args.total_qps}")
+    _require(args.duration_ms is None or args.duration_ms > 0,
+             f"--duration-ms must be > 0, got {args.duration_ms}")
     _require(args.min_query_count >= 0,
              f"--min-query-count must be >= 0, got {args.min_query_count}")
     _require(args.timeout_ms > 0, f"--timeout-ms must be > 0, got {args.timeout_ms}")
@@ -94,6 +112,7 @@ def parse_config(argv: Sequence[str] | None = None):
         _check_url(args.scheduler_url)
     workload: Workload = (load_workload_file(args.workload_file) if args.workload_file
                           else builtin_workload(args.workload))
+    schedule, trace = _arrival_shape(args, workload)
     _require(args.metrics_csv.suffix.lower() != ".json",
              f"--metrics-csv must not end in .json (the summary goes to a .json beside it), "
              f"got {args.metrics_csv}")
@@ -101,13 +120,54 @@ def parse_config(argv: Sequence[str] | None = None):
     metadata = tuple(_metadata_pair(item) for item in args.metadata)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     return RunConfig(
-        scheduler_url=args.scheduler_url, total_qps=args.total_qps, duration_ms=args.duration_ms,
-        workload=workload, min_query_count=args.min_query_count, output_dir=args.output_dir,
+        scheduler_url=args.scheduler_url, schedule=schedule, burstiness=args.burstiness,
+        trace=trace, trace_path=args.arrival_trace, workload=workload, min_query_count=args.min_query_count, output_dir=args.output_dir,
         metrics_csv=args.metrics_csv, seed=seed, tensor_field=TENSOR_FIELDS[args.tensor_field],
         fresh_tensors=args.fresh_tensors, timeout_ms=args.timeout_ms,
         max_inflight=args.max_inflight, per_class=args.loadgen_per_class, embedded=args.embedded,
         tls=tls_config, metadata=metadata,
     )
+
+
+def _arrival_shape(args: argparse.Namespace, workload: Workload):
+    """The run's rate schedule (constant unless phases are given) and trace, from the flags."""
+    given = [flag for flag, value in (("--total-qps", args.total_qps),
+                                      ("--duration-ms", args.duration_ms)) if value is not None]
+    _require(args.burstiness is None or (math.isfinite(args.burstiness) and args.burstiness > 0),
+             f"--burstiness must be a positive number, got {args.burstiness}")
+    _require(args.trace_speed is None or args.arrival_trace is not None,
+             "--trace-speed needs --arrival-trace")
+    timer = args.burstiness is not None or args.arrival_trace is not None
+    _require(not (timer and args.loadgen_per_class),
+             "--loadgen-per-class needs LoadGen's Poisson arrivals; it cannot be combined with "
+             "--burstiness or --arrival-trace")
+    if args.arrival_trace is not None:
+        others = [*given, *(["--qps-schedule"] if args.qps_schedule else []),
+                  *(["--burstiness"] if args.burstiness is not None else []),
+                  *(["[[phases]] in the workload file"] if workload.schedule else [])]
+        _require(not others, f"--arrival-trace sets the arrival times; drop {others[0] if others else ''}")
+        speed = 1.0 if args.trace_speed is None else args.trace_speed
+        _require(math.isfinite(speed) and speed > 0,
+                 f"--trace-speed must be a positive number, got {speed}")
+        try:
+            trace = load_trace(args.arrival_trace, workload.classes, speed)
+        except TraceError as exc:
+            raise UsageError(str(exc)) from None
+        return None, trace
+    if args.qps_schedule is not None or workload.schedule is not None:
+        source = "--qps-schedule" if args.qps_schedule is not None else "the workload's [[phases]]"
+        _require(not given, f"{source} sets the rate and the length of the run; drop {given[0] if given else ''}")
+        _require(args.qps_schedule is None or workload.schedule is None,
+                 "give the phases either with --qps-schedule or in the workload file, not both")
+        if workload.schedule is not None:
+            return workload.schedule, None
+        try:
+            return parse_schedule(args.qps_schedule), None
+        except ScheduleError as exc:
+            raise UsageError(f"--qps-schedule {args.qps_schedule!r}: {exc}") from None
+    qps = DEFAULT_TOTAL_QPS if args.total_qps is None else args.total_qps
+    duration_ms = DEFAULT_DURATION_MS if args.duration_ms is None else args.duration_ms
+    return RateSchedule.constant(qps, duration_ms), None
 
 
 def _tls_config(args: argparse.Namespace):

@@ -39,7 +39,6 @@ class Dispatcher:
         self,
         channel: grpc.Channel,
         make_encoders: Callable[[int], Mapping[str, RequestEncoder]],
-        recorder: Recorder,
         timeout_s: float,
         max_inflight: int,
         metadata: Sequence[tuple[str, str]] = (),
@@ -54,7 +53,7 @@ class Dispatcher:
             for model, encoder in encoders.items():
                 for _ in range(encoder.pool_size):
                     encoder.encode(1, time.time_ns(), model)
-        self._recorder = recorder
+        self._recorder: Recorder | None = None  # the run's, from serve()
         self._timeout_s = timeout_s
         self._watchdog_after_ns = int((timeout_s + WATCHDOG_GRACE_S) * 1e9)
         self._metadata = tuple(metadata) or None
@@ -73,12 +72,14 @@ class Dispatcher:
                                           daemon=True)
         self._watchdog.start()
 
-    def serve(self, arrivals: Arrivals, stop: threading.Event) -> bool:
-        """Send samples until every LoadGen process has ended or ``stop`` is set.
+    def serve(self, arrivals: Arrivals, recorder: Recorder, stop: threading.Event) -> bool:
+        """Send samples until every arrival process has ended or ``stop`` is set; every sample
+        is recorded with ``recorder``.
 
         Returns False if stopped early: the caller then stops the LoadGen processes, which ends
         the senders; calls in flight are left to ``drain``.
         """
+        self._recorder = recorder
         senders = {self._pool.submit(self._send_arrivals, arrivals, encoders)
                    for encoders in self._encoders}
         while senders:

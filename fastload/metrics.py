@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Callable, Sequence, TextIO
 
 if TYPE_CHECKING:
     from fastload.arrivals import IssuedSample
+    from fastload.schedule import RateSchedule
     from fastload.workload import RequestClass
 
 # The spec's columns first, in its order, then fastload's.
 CSV_COLUMNS = (
     "timestamp_issued", "sample_id", "tier", "slo", "model", "latency_ns", "latency_ms", "slo_met",
     "status", "success", "deadline_ns", "send_lag_ns", "issue_mono_ns", "loadgen_sample_id",
-    "issuer",
+    "issuer", "target_qps_at_issue", "phase",
 )
 
 STATUS_OK = "OK"
@@ -31,7 +32,7 @@ STATUS_NOT_SENT = "NOT_SENT"
 
 # One row: timestamp_issued, sample_id, "tier,slo,model" (pre-quoted), then the rest. A format
 # string costs half of csv.writer's per-row work; the line ending is csv.writer's.
-_ROW = "%d,%d,%s,%d,%.3f,%s,%s,%s,%d,%d,%d,%d,%s\r\n"
+_ROW = "%d,%d,%s,%d,%.3f,%s,%s,%s,%d,%d,%d,%d,%s,%s,%d\r\n"
 
 # Rows reach the file this often. Short flushes also keep the writer's GIL holds short (about
 # 0.3 ms for the 250 rows of a flush at 1000 QPS), so they never delay a send by much.
@@ -44,6 +45,7 @@ class Record:
     __slots__ = (
         "sample_id", "issuer", "loadgen_sample_id", "cls", "model", "issue_wall_ns",
         "issue_mono_ns", "deadline_ns", "send_mono_ns", "done_mono_ns", "status", "success",
+        "phase", "target_qps",
     )
 
     def __init__(self, sample: IssuedSample) -> None:
@@ -60,6 +62,9 @@ class Record:
         self.done_mono_ns = 0
         self.status = ""
         self.success = False
+        # Where the issue fell in the rate schedule; set by the writer, off the hot path.
+        self.phase = 0
+        self.target_qps = ""
 
     @property
     def latency_ns(self) -> int:
@@ -81,7 +86,7 @@ class Record:
         return _ROW % (
             self.issue_wall_ns, self.sample_id, class_and_model, latency_ns, latency_ns / 1e6,
             self.slo_met, self.status, self.success, self.deadline_ns, self.send_lag_ns,
-            self.issue_mono_ns, self.loadgen_sample_id, self.issuer,
+            self.issue_mono_ns, self.loadgen_sample_id, self.issuer, self.target_qps, self.phase,
         )
 
 
@@ -97,12 +102,17 @@ class Recorder:
 
     Each flush writes the rows of the records closed since the last one, in the order they
     closed, and hands the same records to ``consume`` (the run's statistics). ``sample_id``
-    numbers samples in issue order, so sorting by it gives issue order.
+    numbers samples in issue order, so sorting by it gives issue order. Each record is placed
+    in ``schedule`` (phase, target rate) by its issue time after ``start_mono_ns``; without a
+    schedule (a trace) the target rate is left empty.
     """
 
-    def __init__(self, csv_file: TextIO, consume: Callable[[Sequence[Record]], None]) -> None:
+    def __init__(self, csv_file: TextIO, consume: Callable[[Sequence[Record]], None],
+                 schedule: RateSchedule | None = None, start_mono_ns: int = 0) -> None:
         self._file = csv_file
         self._consume = consume
+        self._schedule = schedule
+        self._start_mono_ns = start_mono_ns
         self._class_and_model: dict[tuple[RequestClass, str], str] = {}
         self._open: dict[int, Record] = {}
         self._closed: list[Record] = []
@@ -139,8 +149,24 @@ class Recorder:
         with self._lock:
             batch, self._closed = self._closed, []
         if batch:
+            self._place(batch)
             self._write("".join([record.csv_line(self._label(record)) for record in batch]))
             self._consume(batch)
+
+    def _place(self, batch: list[Record]) -> None:
+        schedule = self._schedule
+        if schedule is None:
+            return
+        if schedule.is_constant:
+            rate = f"{schedule.phases[0].qps:g}"
+            for record in batch:
+                record.target_qps = rate
+            return
+        start_ns = self._start_mono_ns
+        for record in batch:
+            t_s = (record.issue_mono_ns - start_ns) / 1e9
+            record.phase = schedule.phase_index(t_s)
+            record.target_qps = f"{schedule.rate_at(t_s):.6g}"
 
     def _label(self, record: Record) -> str:
         key = (record.cls, record.model)

@@ -1,25 +1,30 @@
 """One run, start to finish: scheduler check, LoadGen processes, dispatch, outputs."""
 from __future__ import annotations
 
+import math
 import multiprocessing
 import random
 import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import grpc
 
 from fastload._encode import RequestEncoder
-from fastload.arrivals import ArrivalPlan, Arrivals, plan_arrivals
+from fastload.arrivals import (Arrivals, TimedArrivals, TimerPlan, plan_arrivals, run_loadgen,
+                               run_timer)
 from fastload.dispatch import Dispatcher
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder
 from fastload.outputs import RunOutputs
 from fastload.summary import RunStats, format_summary, summarize, write_json
+from fastload.schedule import RateSchedule
 from fastload.scheduler.spawn import SchedulerProcess
 from fastload.workload import Workload
 
@@ -41,7 +46,7 @@ CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", -1),
 )
 REACH_TIMEOUT_S = 3.0
-LOADGEN_START_TIMEOUT_S = 60.0
+ARRIVALS_START_TIMEOUT_S = 60.0
 # Beyond the per-request timeout, how long to wait for gRPC to report calls in flight.
 DRAIN_MARGIN_S = 5.0
 
@@ -51,8 +56,11 @@ class RunConfig:
     """Everything a run needs, parsed and validated by the CLI."""
 
     scheduler_url: str
-    total_qps: float
-    duration_ms: int
+    # The rate over time (constant unless phases were given); None when a trace is replayed.
+    schedule: RateSchedule | None
+    burstiness: float | None  # gamma shape for the timer; None: LoadGen's Poisson arrivals
+    trace: TimedArrivals | None
+    trace_path: Path | None
     workload: Workload
     min_query_count: int
     output_dir: Path
@@ -70,6 +78,22 @@ class RunConfig:
     @property
     def summary_json(self) -> Path:
         return self.metrics_csv.with_suffix(".json")
+
+    @property
+    def duration_ms(self) -> int:
+        """The run's planned length (per-class LoadGen tests may run longer, see plans)."""
+        if self.trace is not None:
+            return math.ceil(float(self.trace.offsets_s[-1]) * 1000)
+        return self.schedule.duration_ms
+
+    @property
+    def total_qps(self) -> float:
+        """The mean rate over the run: the target the summary compares with."""
+        if self.trace is not None:
+            span_s = float(self.trace.offsets_s[-1])
+            return (len(self.trace.offsets_s) - 1) / span_s if span_s > 0 else math.nan
+        return self.schedule.arrivals_by(self.schedule.duration_ms / 1000) \
+            / (self.schedule.duration_ms / 1000)
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,7 @@ def run(config: RunConfig) -> int:
     exit code. Raises WorkloadError or OutputError (nothing created) or SchedulerUnreachable
     (nothing sent, nothing left on disk)."""
     keep_freed_buffers()
-    plans = _plan_arrivals(config)
+    plans, entry = _plan_arrivals(config)
     outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir)
     stop = threading.Event()
     stop_signals: list[int] = []
@@ -118,24 +142,27 @@ def run(config: RunConfig) -> int:
                 outputs.discard()
                 raise
 
-            duration_ms = plans[0].duration_ms
-            print(f"fastload: seed {config.seed}, {config.workload.name} at "
-                  f"{config.total_qps:g} QPS for {duration_ms} ms -> {target}", flush=True)
-            if duration_ms != config.duration_ms:
-                print(f"fastload: every per-class LoadGen test runs {duration_ms} ms, long "
-                      f"enough for each class to reach its share of --min-query-count",
+            print(f"fastload: seed {config.seed}, {config.workload.name}, "
+                  f"{_describe_arrivals(config, plans)} -> {target}", flush=True)
+            if config.per_class and plans[0].duration_ms != config.duration_ms:
+                print(f"fastload: every per-class LoadGen test runs {plans[0].duration_ms} ms, "
+                      f"long enough for each class to reach its share of --min-query-count",
                       flush=True)
-            stats = RunStats(config.workload.active_classes(config.total_qps))
-            recorder = Recorder(outputs.open_csv(), stats.add)
-            arrivals = Arrivals(plans, multiprocessing.get_context("spawn"))
-            arrivals.wait_ready(LOADGEN_START_TIMEOUT_S)
-            dispatcher = Dispatcher(channel, partial(_encoders, config), recorder,
+            phases = config.schedule.phases if config.schedule is not None else ()
+            stats = RunStats(plans[0].classes if len(plans) == 1 else
+                             tuple(c for plan in plans for c in plan.classes), len(phases))
+            arrivals = Arrivals(plans, entry, multiprocessing.get_context("spawn"))
+            arrivals.wait_ready(ARRIVALS_START_TIMEOUT_S)
+            dispatcher = Dispatcher(channel, partial(_encoders, config),
                                     timeout_s=config.timeout_ms / 1000,
                                     max_inflight=config.max_inflight, metadata=config.metadata)
+            # GO first, then the recorder: samples wait in the pipe until serve() reads them.
+            start_mono_ns = time.monotonic_ns()
+            arrivals.go(start_mono_ns)
+            recorder = Recorder(outputs.open_csv(), stats.add, config.schedule, start_mono_ns)
             try:
                 with without_gc_pauses():
-                    arrivals.go()
-                    finished = dispatcher.serve(arrivals, stop)
+                    finished = dispatcher.serve(arrivals, recorder, stop)
                 if not finished:
                     print(f"fastload: {signal.Signals(stop_signals[0]).name}: stopped issuing; "
                           f"waiting up to {config.timeout_ms} ms for requests in flight",
@@ -160,8 +187,10 @@ def run(config: RunConfig) -> int:
     interrupted = bool(stop_signals)
     issuers = arrivals.issuers
     lost = [issuer.plan.label for issuer in issuers if not issuer.ended and not interrupted]
+    verdicts = [issuer.plan.verdict(issuer.ended) for issuer in issuers]
     summary = summarize(stats, config.total_qps, config.workload.name, config.seed,
-                        [issuer.verdict() for issuer in issuers], interrupted)
+                        [v for v in verdicts if v is not None], interrupted, phases,
+                        start_mono_ns)
     write_json(summary, config.summary_json)
     print(format_summary(summary), flush=True)
     if config.embedded:
@@ -169,7 +198,7 @@ def run(config: RunConfig) -> int:
     if interrupted:
         return 128 + stop_signals[0]
     if lost:
-        print(f"fastload: error: LoadGen process {lost[0]} exited before its test ended; "
+        print(f"fastload: error: arrival process {lost[0]} exited before its test ended; "
               f"the outputs hold what it issued", file=sys.stderr)
         return EXIT_LOADGEN_FAILED
     if recorder.write_error is not None:
@@ -198,10 +227,30 @@ def _check_reachable(channel: grpc.Channel, target: str, tls: bool) -> None:
         ) from None
 
 
-def _plan_arrivals(config: RunConfig) -> list[ArrivalPlan]:
-    return plan_arrivals(config.workload, config.total_qps, config.duration_ms,
-                         config.min_query_count, config.seed, str(config.output_dir),
-                         config.per_class)
+def _plan_arrivals(config: RunConfig) -> tuple[list, Callable]:
+    """The arrival processes' plans and their entry point: LoadGen for Poisson shapes, the
+    timer for gamma arrivals and traces."""
+    if config.trace is not None:
+        return [TimerPlan("trace", config.workload.classes, config.seed,
+                          trace=config.trace)], run_timer
+    if config.burstiness is not None:
+        classes = config.workload.active_classes(config.schedule.peak_qps)
+        return [TimerPlan("gamma", classes, config.seed, config.schedule,
+                          config.burstiness)], run_timer
+    return plan_arrivals(config.workload, config.schedule, config.min_query_count, config.seed,
+                         str(config.output_dir), config.per_class), run_loadgen
+
+
+def _describe_arrivals(config: RunConfig, plans: list) -> str:
+    if config.trace is not None:
+        return (f"replaying {config.trace_path} ({len(config.trace.offsets_s)} arrivals over "
+                f"{config.duration_ms} ms)")
+    shape = (f"gamma arrivals (shape {config.burstiness:g}, CV {config.burstiness ** -0.5:.2f})"
+             if config.burstiness is not None else "Poisson arrivals")
+    if config.schedule.is_constant:
+        return f"{shape} at {config.total_qps:g} QPS for {plans[0].duration_ms} ms"
+    return (f"{shape} on schedule {config.schedule.describe()} ({config.duration_ms} ms, "
+            f"mean {config.total_qps:.4g} QPS, peak {config.schedule.peak_qps:g})")
 
 
 def _encoders(config: RunConfig, sender: int) -> dict[str, RequestEncoder]:

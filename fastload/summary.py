@@ -17,6 +17,7 @@ from hdrh.histogram import HdrHistogram
 
 from fastload.arrivals import LoadGenVerdict
 from fastload.metrics import STATUS_OK, Record
+from fastload.schedule import Phase
 from fastload.workload import RequestClass
 
 # Latencies are recorded in µs from 1 µs to a day, 3 significant digits (~200 KB a class).
@@ -34,6 +35,21 @@ class ClassStats:
         self.first_issue_ns = math.inf
         self.last_issue_ns = -math.inf
         self.latency_us = HdrHistogram(*_HISTOGRAM_RANGE_US)
+
+    def add(self, record: Record) -> None:
+        self.count += 1
+        issue_ns = record.issue_mono_ns
+        if issue_ns < self.first_issue_ns:
+            self.first_issue_ns = issue_ns
+        if issue_ns > self.last_issue_ns:
+            self.last_issue_ns = issue_ns
+        if record.status == STATUS_OK:
+            # Clamped into the histogram's range: a latency beyond a day counts as a day.
+            self.latency_us.record_value(
+                min(max((record.done_mono_ns - issue_ns) // 1000, 1), _HISTOGRAM_RANGE_US[1]))
+            self.met += record.slo_met
+        else:
+            self.errors += 1
 
     def merge(self, other: ClassStats) -> None:
         self.count += other.count
@@ -67,32 +83,39 @@ class ClassStats:
                      for rank in ranks)
 
 
-class RunStats:
-    """Per-class statistics of a run; ``add`` is the Recorder's consumer (one thread)."""
+class PhaseStats(ClassStats):
+    """A schedule phase's statistics, with SLO attainment per tier."""
 
-    def __init__(self, classes: Iterable[RequestClass]) -> None:
+    __slots__ = ("by_tier",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_tier: dict[int, list[int]] = {}  # tier -> [count, met]
+
+    def add(self, record: Record) -> None:
+        super().add(record)
+        counts = self.by_tier.setdefault(record.cls.tier, [0, 0])
+        counts[0] += 1
+        counts[1] += record.slo_met
+
+
+class RunStats:
+    """Per-class (and per-phase) statistics of a run; ``add`` is the Recorder's consumer."""
+
+    def __init__(self, classes: Iterable[RequestClass], phase_count: int = 1) -> None:
         self.by_class: dict[RequestClass, ClassStats] = {c: ClassStats() for c in classes}
+        # Per-phase rows only mean something with more than one phase.
+        self.by_phase = [PhaseStats() for _ in range(phase_count)] if phase_count > 1 else []
 
     def add(self, records: Sequence[Record]) -> None:
-        """One pass over a batch; this runs for every request, so it is written flat."""
-        by_class, highest_us = self.by_class, _HISTOGRAM_RANGE_US[1]
+        by_class, by_phase = self.by_class, self.by_phase
         for record in records:
             stats = by_class.get(record.cls)
             if stats is None:
                 stats = by_class[record.cls] = ClassStats()
-            stats.count += 1
-            issue_ns = record.issue_mono_ns
-            if issue_ns < stats.first_issue_ns:
-                stats.first_issue_ns = issue_ns
-            if issue_ns > stats.last_issue_ns:
-                stats.last_issue_ns = issue_ns
-            if record.status == STATUS_OK:
-                # Clamped into the histogram's range: a latency beyond a day counts as a day.
-                stats.latency_us.record_value(
-                    min(max((record.done_mono_ns - issue_ns) // 1000, 1), highest_us))
-                stats.met += record.slo_met
-            else:
-                stats.errors += 1
+            stats.add(record)
+            if by_phase:
+                by_phase[record.phase].add(record)
 
     def overall(self) -> ClassStats:
         total = ClassStats()
@@ -119,6 +142,23 @@ class ClassSummary:
 
 
 @dataclass(frozen=True)
+class PhaseSummary:
+    """One schedule phase: what was asked, what came, and how each tier fared."""
+
+    phase: int
+    start_s: float
+    duration_s: float
+    target_qps: float
+    target_to_qps: float
+    count: int
+    achieved_qps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    slo_attainment_pct_by_tier: dict[str, float]
+
+
+@dataclass(frozen=True)
 class RunSummary:
     workload: str
     seed: int
@@ -128,18 +168,34 @@ class RunSummary:
     issue_span_s: float
     classes: tuple[ClassSummary, ...]
     overall: ClassSummary
+    phases: tuple[PhaseSummary, ...] = ()
+    # The run's time origin (CLOCK_MONOTONIC ns at GO): schedules and phases count from it.
+    start_mono_ns: int = 0
 
 
 def summarize(stats: RunStats, total_qps: float, workload: str, seed: int,
-              verdicts: Sequence[LoadGenVerdict], interrupted: bool = False) -> RunSummary:
-    """One row per class in the workload's class order, plus an overall row."""
+              verdicts: Sequence[LoadGenVerdict], interrupted: bool = False,
+              phases: Sequence[Phase] = (), start_mono_ns: int = 0) -> RunSummary:
+    """One row per class in the workload's class order, plus an overall row, plus one per
+    phase of a schedule."""
     rows = tuple(_row(c.tier, c.slo, s, total_qps * c.fraction)
                  for c, s in stats.by_class.items())
     overall = stats.overall()
     valid_flags = [v.valid for v in verdicts]
     loadgen_valid = None if None in valid_flags or not verdicts else all(valid_flags)
+    phase_rows, start_s = [], 0.0
+    for index, (phase, phase_stats) in enumerate(zip(phases, stats.by_phase)):
+        duration_s = phase.duration_ms / 1000
+        p50, _, p99 = phase_stats.percentiles_ms()
+        phase_rows.append(PhaseSummary(
+            index, start_s, duration_s, phase.qps, phase.to_qps, phase_stats.count,
+            phase_stats.count / duration_s, p50, p99, phase_stats.errors,
+            {str(tier): 100.0 * met / count
+             for tier, (count, met) in sorted(phase_stats.by_tier.items())}))
+        start_s += duration_s
     return RunSummary(workload, seed, loadgen_valid, tuple(verdicts), interrupted,
-                      overall.issue_span_s, rows, _row("all", "all", overall, total_qps))
+                      overall.issue_span_s, rows, _row("all", "all", overall, total_qps),
+                      tuple(phase_rows), start_mono_ns)
 
 
 def _row(tier: int | str, slo: str, stats: ClassStats, target_qps: float) -> ClassSummary:
@@ -161,7 +217,11 @@ def format_summary(summary: RunSummary) -> str:
             f"{row.p99_ms:>9.2f} {row.slo_attainment_pct:>16.1f} {row.errors:>7} "
             f"{row.target_qps:>10.2f} {row.achieved_qps:>12.2f}"
         )
+    if summary.phases:
+        lines.extend(_format_phases(summary.phases))
     valid = {True: "VALID", False: "INVALID", None: "unknown"}[summary.loadgen_valid]
+    if not summary.loadgen_verdicts:
+        valid = "none (arrivals from fastload's timer)"
     lines.append(f"workload {summary.workload}  seed {summary.seed}  LoadGen result {valid}"
                  + ("  INTERRUPTED (partial run)" if summary.interrupted else ""))
     for verdict in summary.loadgen_verdicts:
@@ -171,6 +231,22 @@ def format_summary(summary: RunSummary) -> str:
         elif verdict.valid is None and not summary.interrupted:
             lines.append(f"  LoadGen test {verdict.test}: no verdict (it did not finish)")
     return "\n".join(lines)
+
+
+def _format_phases(phases: Sequence[PhaseSummary]) -> list[str]:
+    tiers = sorted({tier for p in phases for tier in p.slo_attainment_pct_by_tier}, key=int)
+    header = (f"{'phase':>5} {'start_s':>8} {'target_qps':>13} {'count':>7} {'achieved':>9} "
+              f"{'p50_ms':>9} {'p99_ms':>9} {'errors':>7}"
+              + "".join(f" {'tier' + t + '_%':>8}" for t in tiers))
+    lines = ["", header, "-" * len(header)]
+    for p in phases:
+        target = f"{p.target_qps:g}" + (f"..{p.target_to_qps:g}" if p.target_to_qps != p.target_qps
+                                        else "")
+        lines.append(
+            f"{p.phase:>5} {p.start_s:>8.1f} {target:>13} {p.count:>7} {p.achieved_qps:>9.1f} "
+            f"{p.p50_ms:>9.2f} {p.p99_ms:>9.2f} {p.errors:>7}"
+            + "".join(f" {p.slo_attainment_pct_by_tier.get(t, math.nan):>8.1f}" for t in tiers))
+    return lines
 
 
 def write_json(summary: RunSummary, output_path: str | Path) -> None:

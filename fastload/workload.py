@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from fastload.schedule import RateSchedule, ScheduleError, phases_from_table
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
@@ -74,6 +76,8 @@ class Workload:
     name: str
     classes: tuple[RequestClass, ...]
     model_shapes: Mapping[str, tuple[int, ...]]
+    # A workload file's [[phases]]: the run's rate over time, instead of --total-qps.
+    schedule: RateSchedule | None = None
 
     def active_classes(self, total_qps: float) -> tuple[RequestClass, ...]:
         """Classes whose rate is at least MIN_CLASS_QPS at this total rate."""
@@ -138,7 +142,7 @@ def _format_name(path: Path) -> str:
 
 
 def _parse_workload(data: Mapping[str, Any], default_name: str, where: str) -> Workload:
-    _check_keys(data, {"name", "models", "classes"}, where)
+    _check_keys(data, {"name", "models", "classes", "phases"}, where)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise WorkloadError(f"{where}: name must be a non-empty string, got {name!r}")
@@ -172,7 +176,16 @@ def _parse_workload(data: Mapping[str, Any], default_name: str, where: str) -> W
     if abs(total - 1.0) > 1e-6:
         raise WorkloadError(f"{where}: class fractions must sum to 1, got {total:.6g}")
     used = {m for c in classes for m, _ in c.models}
-    return Workload(name, classes, {m: s for m, s in model_shapes.items() if m in used})
+    schedule = None
+    if "phases" in data:
+        if not isinstance(data["phases"], list):
+            raise WorkloadError(f"{where}: phases must be a list of phase tables")
+        try:
+            schedule = phases_from_table(data["phases"], where)
+        except ScheduleError as exc:
+            raise WorkloadError(str(exc)) from None
+    return Workload(name, classes, {m: s for m, s in model_shapes.items() if m in used},
+                    schedule)
 
 
 def _parse_class(

@@ -125,4 +125,5 @@ def test_rows_parse_back_with_csv_and_quote_odd_model_names(tmp_path):
         "slo_met": "True", "status": "OK", "success": "True",
         "deadline_ns": str(1_700_000_000_000_000_100 + cls.slo_ns), "send_lag_ns": "50",
         "issue_mono_ns": "100", "loadgen_sample_id": "7", "issuer": "all",
+        "target_qps_at_issue": "", "phase": "0",
     }

@@ -1,0 +1,38 @@
+"""Each issued sample's class and model, drawn in the arrival process in issue order."""
+from __future__ import annotations
+
+import random
+from itertools import accumulate
+
+from fastload.workload import RequestClass
+
+
+class SampleDraw:
+    """Gives each issued sample its class and model by independent seeded draws.
+
+    Draws happen in issue order, on the issuing thread, so the same seed gives the same
+    sequence. Model draws use one generator per class, so per-class sequences repeat across runs
+    even when several arrival processes interleave.
+    """
+
+    def __init__(self, classes: tuple[RequestClass, ...], seed: int, label: str) -> None:
+        self._class_rng = random.Random(f"{seed}:class:{label}")
+        self._class_indices = range(len(classes))
+        self._class_cum = list(accumulate(c.fraction for c in classes))
+        self._models = [
+            (range(len(c.models)), list(accumulate(p for _, p in c.models)),
+             random.Random(f"{seed}:model:{c.label}"))
+            for c in classes
+        ]
+
+    def draw(self) -> tuple[int, int]:
+        """The next sample's (class index, model index within its class)."""
+        cls = 0
+        if len(self._class_indices) > 1:
+            cls = self._class_rng.choices(self._class_indices, cum_weights=self._class_cum)[0]
+        return cls, self.draw_model(cls)
+
+    def draw_model(self, cls: int) -> int:
+        """A model index for a sample whose class is already fixed (e.g. by a trace)."""
+        indices, cum_weights, rng = self._models[cls]
+        return 0 if len(indices) == 1 else rng.choices(indices, cum_weights=cum_weights)[0]

@@ -1,0 +1,119 @@
+"""Arrivals LoadGen cannot make: gamma renewal processes and replayed traces, from a timer.
+
+LoadGen's Server scenario is Poisson only, so bursty (gamma) arrivals and trace replays are
+issued by this timer instead, from a child process of their own with the same records and pipe
+as LoadGen's: everything after issue (encoding, dispatch, recording, deadlines) is one path.
+Each arrival is slept towards and the last ``SPIN_NS`` spun, which keeps issue times within a few
+µs of the plan on an idle core; arrivals already due are issued together under one stamp.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastload.arrivals.draw import SampleDraw
+from fastload.arrivals.pipe import ChildPipe, raise_priority
+from fastload.schedule import RateSchedule
+from fastload.workload import RequestClass
+
+SPIN_NS = 200_000
+# Trace rows give class and model indices, or this to have the workload mix draw them.
+DRAWN = -1
+
+
+@dataclass(frozen=True)
+class TimedArrivals:
+    """Arrival offsets from GO in seconds, ascending, and each one's class and model (or DRAWN)."""
+
+    offsets_s: np.ndarray
+    class_indices: np.ndarray
+    model_indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class TimerPlan:
+    """Gamma arrivals at a (scheduled) rate, or a trace's; one timer process issues them all."""
+
+    label: str
+    classes: tuple[RequestClass, ...]
+    seed: int
+    schedule: RateSchedule | None = None  # gamma: the rate over time
+    burstiness: float = 1.0  # gamma shape k: inter-arrival CV 1/sqrt(k)
+    trace: TimedArrivals | None = None
+
+    @property
+    def duration_ms(self) -> int:
+        if self.trace is not None:
+            return math.ceil(float(self.trace.offsets_s[-1]) * 1000)
+        return self.schedule.duration_ms
+
+    def verdict(self, ended: bool) -> None:
+        """No LoadGen test, so no LoadGen verdict."""
+        return None
+
+    def arrivals(self) -> TimedArrivals:
+        if self.trace is not None:
+            return self.trace
+        offsets = gamma_offsets_s(self.schedule, self.burstiness, self.seed)
+        drawn = np.full(len(offsets), DRAWN, dtype=np.int32)
+        return TimedArrivals(offsets, drawn, drawn)
+
+
+def gamma_offsets_s(schedule: RateSchedule, shape: float, seed: int) -> np.ndarray:
+    """A gamma renewal process with shape k and rate λ(t), by time rescaling.
+
+    Unit-mean gamma gaps (shape k, scale 1/k) are summed in operational time, where the rate is
+    1, and each sum s is mapped back to the t with Λ(t) = s; for k = 1 this is exactly a
+    non-homogeneous Poisson process.
+    """
+    rng = np.random.default_rng([seed, 0x67616D6D61])  # "gamma": its own stream of the seed
+    expected = schedule.arrivals_by(schedule.duration_ms / 1000)
+    size = int(expected + 10 * np.sqrt(expected / shape) + 100)
+    operational = np.cumsum(rng.gamma(shape, 1 / shape, size))
+    operational = operational[operational < expected]
+    if schedule.is_constant:
+        return operational / schedule.phases[0].qps
+    return np.array([schedule.time_of(s) for s in operational.tolist()])
+
+
+def run_timer(plan: TimerPlan, pipe: ChildPipe) -> None:
+    """Child-process entry point: issue every planned arrival at its time, then end."""
+    arrivals = plan.arrivals()
+    draw = SampleDraw(plan.classes, plan.seed, plan.label)
+    raise_priority(realtime=True)
+    start_ns = pipe.wait_for_go()
+    if start_ns is None:
+        return
+    # Completions need no answer here, but the pipe must be drained (and EOF noticed).
+    threading.Thread(target=pipe.completions_forever, args=(lambda ids: None,),
+                     name="fastload-complete", daemon=True).start()
+    monotonic_ns, sleep, issue = time.monotonic_ns, time.sleep, pipe.issue
+    targets_ns = (start_ns + np.round(arrivals.offsets_s * 1e9)).astype(np.int64).tolist()
+    classes, models = arrivals.class_indices.tolist(), arrivals.model_indices.tolist()
+
+    def class_and_model(k: int) -> tuple[int, int]:
+        cls, model = classes[k], models[k]
+        if cls == DRAWN:
+            return draw.draw()
+        return cls, draw.draw_model(cls) if model == DRAWN else model
+
+    k, count = 0, len(targets_ns)
+    while k < count:
+        wait_ns = targets_ns[k] - monotonic_ns()
+        if wait_ns > SPIN_NS:
+            sleep((wait_ns - SPIN_NS) / 1e9)
+        while (now_ns := monotonic_ns()) < targets_ns[k]:
+            pass
+        # Everything already due goes out together, under one stamp: gaps shorter than an
+        # issue's own cost (a few µs) come out as 0 rather than late.
+        due = k + 1
+        while due < count and targets_ns[due] <= now_ns:
+            due += 1
+        rows = iter(range(k, due))
+        issue(range(k, due), lambda: class_and_model(next(rows)))
+        k = due
+    pipe.ended()

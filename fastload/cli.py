@@ -121,7 +121,8 @@ def parse_config(argv: Sequence[str] | None = None):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     return RunConfig(
         scheduler_url=args.scheduler_url, schedule=schedule, burstiness=args.burstiness,
-        trace=trace, trace_path=args.arrival_trace, workload=workload, min_query_count=args.min_query_count, output_dir=args.output_dir,
+        trace=trace, trace_path=args.arrival_trace, workload=workload,
+        min_query_count=args.min_query_count, output_dir=args.output_dir,
         metrics_csv=args.metrics_csv, seed=seed, tensor_field=TENSOR_FIELDS[args.tensor_field],
         fresh_tensors=args.fresh_tensors, timeout_ms=args.timeout_ms,
         max_inflight=args.max_inflight, per_class=args.loadgen_per_class, embedded=args.embedded,
@@ -145,7 +146,7 @@ def _arrival_shape(args: argparse.Namespace, workload: Workload):
         others = [*given, *(["--qps-schedule"] if args.qps_schedule else []),
                   *(["--burstiness"] if args.burstiness is not None else []),
                   *(["[[phases]] in the workload file"] if workload.schedule else [])]
-        _require(not others, f"--arrival-trace sets the arrival times; drop {others[0] if others else ''}")
+        _require(not others, f"--arrival-trace sets the arrival times; drop {', '.join(others)}")
         speed = 1.0 if args.trace_speed is None else args.trace_speed
         _require(math.isfinite(speed) and speed > 0,
                  f"--trace-speed must be a positive number, got {speed}")
@@ -155,8 +156,10 @@ def _arrival_shape(args: argparse.Namespace, workload: Workload):
             raise UsageError(str(exc)) from None
         return None, trace
     if args.qps_schedule is not None or workload.schedule is not None:
-        source = "--qps-schedule" if args.qps_schedule is not None else "the workload's [[phases]]"
-        _require(not given, f"{source} sets the rate and the length of the run; drop {given[0] if given else ''}")
+        source = ("--qps-schedule" if args.qps_schedule is not None
+                  else "the workload's [[phases]]")
+        _require(not given, f"{source} sets the rate and the length of the run; drop "
+                            f"{', '.join(given)}")
         _require(args.qps_schedule is None or workload.schedule is None,
                  "give the phases either with --qps-schedule or in the workload file, not both")
         if workload.schedule is not None:

@@ -1,4 +1,5 @@
-"""One run, start to finish: scheduler check, LoadGen processes, dispatch, outputs."""
+"""One run, start to finish: outputs and scheduler checked, arrival processes, dispatch,
+outputs written."""
 from __future__ import annotations
 
 import math
@@ -23,9 +24,9 @@ from fastload.dispatch import Dispatcher
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder
 from fastload.outputs import RunOutputs
-from fastload.summary import RunStats, format_summary, summarize, write_json
 from fastload.schedule import RateSchedule
 from fastload.scheduler.spawn import SchedulerProcess
+from fastload.summary import RunStats, format_summary, summarize, write_json
 from fastload.workload import Workload
 
 # Exit codes (documented in the README).
@@ -149,8 +150,7 @@ def run(config: RunConfig) -> int:
                       f"long enough for each class to reach its share of --min-query-count",
                       flush=True)
             phases = config.schedule.phases if config.schedule is not None else ()
-            stats = RunStats(plans[0].classes if len(plans) == 1 else
-                             tuple(c for plan in plans for c in plan.classes), len(phases))
+            stats = RunStats(tuple(c for plan in plans for c in plan.classes), len(phases))
             arrivals = Arrivals(plans, entry, multiprocessing.get_context("spawn"))
             arrivals.wait_ready(ARRIVALS_START_TIMEOUT_S)
             dispatcher = Dispatcher(channel, partial(_encoders, config),

@@ -69,7 +69,8 @@ def check_summary_against_rows(summary: dict, rows: list[dict[str, str]]) -> Non
     groups = {(c["tier"], c["slo"]): c for c in summary["classes"]}
     groups[("all", "all")] = summary["overall"]
     for (tier, slo), row in groups.items():
-        members = [r for r in rows if (tier, slo) in (("all", "all"), (int(r["tier"]), r["slo"]))]
+        members = [r for r in rows
+                   if (tier, slo) in (("all", "all"), (int(r["tier"]), r["slo"]))]
         assert row["count"] == len(members), (tier, slo)
         assert row["errors"] == sum(r["status"] != "OK" for r in members)
         met = sum(r["slo_met"] == "True" for r in members)

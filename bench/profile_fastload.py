@@ -37,7 +37,8 @@ import psutil
 
 import fastload.arrivals.pipe as fl_pipe
 import fastload.runner as fl_runner
-from fastload.arrivals import ARRIVAL, COMPLETION, KIND_ISSUED, Arrivals, IssuedSample, Issuer
+from fastload.arrivals.pipe import (ARRIVAL, COMPLETION, KIND_ISSUED, Arrivals, IssuedSample,
+                                    Issuer)
 from fastload.cli import parse_config
 from fastload.dispatch import Dispatcher
 from fastload.metrics import Record, Recorder
@@ -488,7 +489,7 @@ def child_protocol_us(args: argparse.Namespace, out_dir: Path) -> tuple[float, f
     child excluded. The child's cost minus LoadGen-alone's is the pipe protocol's."""
     import multiprocessing
 
-    from fastload.arrivals import ArrivalPlan, run_loadgen
+    from fastload.arrivals.loadgen import ArrivalPlan, run_loadgen
     from fastload.workload import builtin_workload
     from runner import TARGET_LATENCY_NS
 

@@ -95,7 +95,8 @@ def run_loadgen(sut, args: argparse.Namespace) -> None:
     and seed derivation are exactly those ``python -m fastload --seed S`` uses."""
     import mlperf_loadgen as lg
 
-    from fastload.arrivals import PERF_SAMPLE_COUNT, TOTAL_SAMPLES, ArrivalPlan, loadgen_settings
+    from fastload.arrivals.loadgen import (PERF_SAMPLE_COUNT, TOTAL_SAMPLES, ArrivalPlan,
+                                           loadgen_settings)
 
     log_dir = loadgen_log_dir(args.out)
     log_dir.mkdir(parents=True, exist_ok=True)

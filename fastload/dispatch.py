@@ -20,7 +20,7 @@ import grpc
 
 from fastload._encode import RequestEncoder
 from fastload._pb.scheduler_pb2 import InferResponse
-from fastload.arrivals import Arrivals, Issuer
+from fastload.arrivals.pipe import Arrivals, Issuer
 from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATUS_OK, Record,
                               Recorder)
 

@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Callable, Sequence, TextIO
 
 if TYPE_CHECKING:
-    from fastload.arrivals import IssuedSample
+    from fastload.arrivals.pipe import IssuedSample
     from fastload.schedule import RateSchedule
     from fastload.workload import RequestClass
 

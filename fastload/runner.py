@@ -18,8 +18,9 @@ from typing import Callable
 import grpc
 
 from fastload._encode import RequestEncoder
-from fastload.arrivals import (Arrivals, TimedArrivals, TimerPlan, plan_arrivals, run_loadgen,
-                               run_timer)
+from fastload.arrivals.loadgen import plan_arrivals, run_loadgen
+from fastload.arrivals.pipe import Arrivals
+from fastload.arrivals.timer import TimedArrivals, TimerPlan, run_timer
 from fastload.dispatch import Dispatcher
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder

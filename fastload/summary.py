@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from hdrh.histogram import HdrHistogram
 
-from fastload.arrivals import LoadGenVerdict
+from fastload.arrivals.loadgen import LoadGenVerdict
 from fastload.metrics import STATUS_OK, Record
 from fastload.schedule import Phase
 from fastload.workload import RequestClass

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fastload.arrivals import IssuedSample
+from fastload.arrivals.pipe import IssuedSample
 from fastload.metrics import CSV_COLUMNS, FLUSH_PERIOD_S, Recorder
 from fastload.summary import RunStats, summarize
 from fastload.workload import builtin_workload

@@ -37,3 +37,24 @@ def test_grpc_stub_imports_package_relative_pb2() -> None:
     source = inspect.getsource(scheduler_pb2_grpc)
     assert "from . import scheduler_pb2 as" in source
     assert scheduler_pb2_grpc.scheduler__pb2 is scheduler_pb2
+
+
+def test_stubs_run_on_every_supported_protobuf() -> None:
+    """Generated code refuses a protobuf runtime older than the protoc that made it; the
+    declared floor (pyproject's protobuf>=6.30.0, for tritonclient's protobuf<7) must hold."""
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    source = inspect.getsource(scheduler_pb2)
+    gencode = re.search(r"ValidateProtobufRuntimeVersion\(\s*\S+,\s*(\d+),\s*(\d+),\s*(\d+),",
+                        source)
+    assert gencode, "no runtime version check found in scheduler_pb2.py"
+    made_by = Version(".".join(gencode.groups()))
+    pyproject = (PROTO_DIR.parent / "pyproject.toml").read_text()
+    [protobuf] = [Requirement(line.strip().strip('",')) for line in pyproject.splitlines()
+                  if line.strip().startswith('"protobuf')]
+    floor = min(Version(spec.version) for spec in protobuf.specifier if spec.operator == ">=")
+    assert made_by <= floor, f"stubs made by protoc {made_by}, newer than protobuf>={floor}"
+    assert floor <= Version("6.30.0"), "tritonclient 2.73 needs protobuf 6 (< 7)"

@@ -240,3 +240,25 @@ def test_unwritable_outputs_exit_2_before_traffic_with_a_live_scheduler(tmp_path
     # Nothing was sent, and nothing half-made is left behind.
     assert "received=0 " in scheduler.stop(signal.SIGINT).stdout
     assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
+
+
+def test_a_killed_fastload_leaves_no_process_behind(tmp_path):
+    """SIGKILL runs no handler: the embedded scheduler and the LoadGen process notice on their
+    own that their parent is gone and exit."""
+    proc, _ = start_fastload(tmp_path, "--embedded", "--total-qps", "100",
+                             "--duration-ms", "30000")
+    wait_for_output(proc, "fastload: seed")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the LoadGen process starts after that line
+        children = psutil.Process(proc.pid).children(recursive=True)
+        commands = [" ".join(child.cmdline()) for child in children]
+        if any("spawn_main" in c for c in commands):
+            break
+        time.sleep(0.2)
+    assert any("fastload.scheduler" in c for c in commands), commands
+    assert any("spawn_main" in c for c in commands), commands
+    time.sleep(1)  # issuing
+    proc.kill()
+    proc.communicate(timeout=10)
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left running: {[' '.join(p.cmdline()) for p in alive]}"

@@ -84,6 +84,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--tls-client-ca", type=Path,
                         help="PEM CA: require client certificates it signed (mutual TLS)")
     parser.add_argument("--auth-token", help="require metadata `authorization: Bearer TOKEN`")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop (as on SIGTERM) when the process that started this one exits")
     args = parser.parse_args(argv)
     service_ms = {**DEFAULT_SERVICE_MS, **dict(args.service_ms)}
     tls = None
@@ -100,6 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         service_s={model: ms / 1000 for model, ms in service_ms.items()},
         tls=tls,
         auth_token=args.auth_token,
+        exit_with_parent=args.exit_with_parent,
     )
 
 

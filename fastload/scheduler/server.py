@@ -6,6 +6,7 @@ once by upb, and waits as a future rather than a thread, so a long queue cannot 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from dataclasses import dataclass, fields
@@ -23,6 +24,9 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SHUTDOWN_GRACE_S = 0.5
 
 
+# How often an embedded scheduler checks that the process that started it is still there.
+PARENT_POLL_S = 0.5
+
 @dataclass(frozen=True)
 class Config:
     """Everything `serve` needs, parsed and validated by the CLI."""
@@ -35,6 +39,9 @@ class Config:
     tls: ServerTls | None = None
     # Callers must send `authorization: Bearer <auth_token>` when set.
     auth_token: str | None = None
+    # Stop as on SIGTERM once the process that started this one is gone (a SIGKILLed fastload
+    # would otherwise leave its embedded scheduler running for ever).
+    exit_with_parent: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,13 @@ class Scheduler:
                 job.outcome.set_result(True)
 
 
+async def _stop_when_orphaned(stop: asyncio.Event, parent_pid: int) -> None:
+    """Set ``stop`` once this process has been re-parented: its parent has died."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_POLL_S)
+    stop.set()
+
+
 def _expire(outcome: asyncio.Future[bool]) -> None:
     if not outcome.done():
         outcome.set_result(False)
@@ -167,6 +181,8 @@ async def serve(config: Config) -> Stats:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if config.exit_with_parent:
+        workers.append(asyncio.create_task(_stop_when_orphaned(stop, os.getppid())))
     print(f"listening on {config.host}:{port}", flush=True)
     await stop.wait()
     await server.stop(SHUTDOWN_GRACE_S)

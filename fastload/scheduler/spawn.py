@@ -18,7 +18,8 @@ class SchedulerProcess:
 
     def __init__(self, *args: str, host: str = "127.0.0.1", start_timeout_s: float = 15.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastload.scheduler", "--host", host, "--port", "0", *args],
+            [sys.executable, "-m", "fastload.scheduler", "--host", host, "--port", "0",
+             "--exit-with-parent", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

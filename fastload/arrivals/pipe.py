@@ -50,6 +50,9 @@ class Plan(Protocol):
     label: str
     classes: tuple[RequestClass, ...]
 
+    def verdict(self, ended: bool) -> Any:
+        """LoadGen's verdict on the plan's test, or None for a source without one."""
+
 
 ChildEntry = Callable[[Any, "ChildPipe"], None]
 

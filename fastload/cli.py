@@ -99,8 +99,7 @@ def parse_config(argv: Sequence[str] | None = None):
     from fastload.runner import RunConfig
 
     args = build_parser().parse_args(argv)
-    _require(args.total_qps is None or (math.isfinite(args.total_qps) and args.total_qps > 0),
-             f"--total-qps must be a positive number, got {args.total_qps}")
+    _require_positive("--total-qps", args.total_qps)
     _require(args.duration_ms is None or args.duration_ms > 0,
              f"--duration-ms must be > 0, got {args.duration_ms}")
     _require(args.min_query_count >= 0,
@@ -134,8 +133,7 @@ def _arrival_shape(args: argparse.Namespace, workload: Workload):
     """The run's rate schedule (constant unless phases are given) and trace, from the flags."""
     given = [flag for flag, value in (("--total-qps", args.total_qps),
                                       ("--duration-ms", args.duration_ms)) if value is not None]
-    _require(args.burstiness is None or (math.isfinite(args.burstiness) and args.burstiness > 0),
-             f"--burstiness must be a positive number, got {args.burstiness}")
+    _require_positive("--burstiness", args.burstiness)
     _require(args.trace_speed is None or args.arrival_trace is not None,
              "--trace-speed needs --arrival-trace")
     timer = args.burstiness is not None or args.arrival_trace is not None
@@ -147,9 +145,8 @@ def _arrival_shape(args: argparse.Namespace, workload: Workload):
                   *(["--burstiness"] if args.burstiness is not None else []),
                   *(["[[phases]] in the workload file"] if workload.schedule else [])]
         _require(not others, f"--arrival-trace sets the arrival times; drop {', '.join(others)}")
+        _require_positive("--trace-speed", args.trace_speed)
         speed = 1.0 if args.trace_speed is None else args.trace_speed
-        _require(math.isfinite(speed) and speed > 0,
-                 f"--trace-speed must be a positive number, got {speed}")
         try:
             trace = load_trace(args.arrival_trace, workload.classes, speed)
         except TraceError as exc:
@@ -211,6 +208,12 @@ def _metadata_pair(item: str) -> tuple[str, str]:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def _require_positive(flag: str, value: float | None) -> None:
+    """A float flag, when given, must be finite and > 0."""
+    _require(value is None or (math.isfinite(value) and value > 0),
+             f"{flag} must be a positive number, got {value}")
 
 
 def _check_url(url: str) -> None:

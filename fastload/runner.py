@@ -2,7 +2,6 @@
 outputs written."""
 from __future__ import annotations
 
-import math
 import multiprocessing
 import random
 import signal
@@ -82,20 +81,18 @@ class RunConfig:
         return self.metrics_csv.with_suffix(".json")
 
     @property
+    def _arrivals(self) -> RateSchedule | TimedArrivals:
+        return self.trace if self.trace is not None else self.schedule
+
+    @property
     def duration_ms(self) -> int:
         """The run's planned length (per-class LoadGen tests may run longer, see plans)."""
-        if self.trace is not None:
-            return math.ceil(float(self.trace.offsets_s[-1]) * 1000)
-        return self.schedule.duration_ms
+        return self._arrivals.duration_ms
 
     @property
     def total_qps(self) -> float:
         """The mean rate over the run: the target the summary compares with."""
-        if self.trace is not None:
-            span_s = float(self.trace.offsets_s[-1])
-            return (len(self.trace.offsets_s) - 1) / span_s if span_s > 0 else math.nan
-        return self.schedule.arrivals_by(self.schedule.duration_ms / 1000) \
-            / (self.schedule.duration_ms / 1000)
+        return self._arrivals.mean_qps
 
 
 @dataclass(frozen=True)

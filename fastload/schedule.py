@@ -66,6 +66,15 @@ class RateSchedule:
         return max(max(p.qps, p.to_qps) for p in self.phases)
 
     @property
+    def expected_arrivals(self) -> float:
+        """Λ over the whole schedule: how many arrivals it asks for."""
+        return self.arrivals_by(self.duration_ms / 1000)
+
+    @property
+    def mean_qps(self) -> float:
+        return self.expected_arrivals / (self.duration_ms / 1000)
+
+    @property
     def is_constant(self) -> bool:
         return len(self.phases) == 1 and self.phases[0].qps == self.phases[0].to_qps
 

@@ -46,7 +46,7 @@ class ClassStats:
         if record.status == STATUS_OK:
             # Clamped into the histogram's range: a latency beyond a day counts as a day.
             self.latency_us.record_value(
-                min(max((record.done_mono_ns - issue_ns) // 1000, 1), _HISTOGRAM_RANGE_US[1]))
+                min(max(record.latency_ns // 1000, 1), _HISTOGRAM_RANGE_US[1]))
             self.met += record.slo_met
         else:
             self.errors += 1

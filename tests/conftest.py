@@ -24,6 +24,14 @@ def start_scheduler() -> Iterator[Callable[..., SchedulerProcess]]:
 
 
 @pytest.fixture
+def address(start_scheduler: Callable[..., SchedulerProcess]) -> str:
+    """A scheduler with enough simulated capacity that every request succeeds well inside its
+    SLO; its host:port."""
+    return start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
+                           "--service-ms", "vit=1").address
+
+
+@pytest.fixture
 def scheduler(
     request: pytest.FixtureRequest, start_scheduler: Callable[..., SchedulerProcess]
 ) -> SchedulerProcess:

@@ -180,12 +180,10 @@ def test_bad_paths_and_workload_files_exit_2_before_traffic(tmp_path, make_args,
     assert not (tmp_path / "logs").exists() and not (tmp_path / "metrics.csv").exists()
 
 
-def test_sigkill_mid_run_leaves_every_completed_sample_on_disk(tmp_path, start_scheduler):
+def test_sigkill_mid_run_leaves_every_completed_sample_on_disk(tmp_path, address):
     """What the OOM killer or a lost SSH session does: no handler runs, so whatever is on disk
     is all there is. Rows reach the file within a flush period (0.25 s) of completing."""
-    scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
-                                "--service-ms", "vit=1")
-    proc, csv_path = start_fastload(tmp_path, "--scheduler-url", scheduler.address,
+    proc, csv_path = start_fastload(tmp_path, "--scheduler-url", address,
                                     "--total-qps", "300", "--duration-ms", "30000",
                                     "--seed", "8")
     wait_for_output(proc, "fastload: seed")

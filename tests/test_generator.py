@@ -84,13 +84,6 @@ def check_summary_against_rows(summary: dict, rows: list[dict[str, str]]) -> Non
         assert row["achieved_qps"] == pytest.approx(own_rate, rel=1e-6), (tier, slo)
 
 
-@pytest.fixture
-def address(start_scheduler) -> str:
-    # Enough simulated capacity that every request succeeds well inside its SLO.
-    return start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
-                           "--service-ms", "vit=1").address
-
-
 def test_default_run_records_every_sample_with_the_spec_mix(tmp_path, address):
     proc, csv_path = run_fastload(tmp_path, "--scheduler-url", address, "--total-qps", "300",
                                   "--duration-ms", "5000", "--seed", "11",

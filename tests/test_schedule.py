@@ -15,6 +15,8 @@ def test_experiment_5_spike():
                                Phase(20000, 200, 200))
     assert schedule.duration_ms == 45000 and schedule.peak_qps == 800
     assert schedule.arrivals_by(45) == pytest.approx(20 * 200 + 5 * 800 + 20 * 200)
+    assert schedule.expected_arrivals == pytest.approx(12000)
+    assert schedule.mean_qps == pytest.approx(12000 / 45)
     assert [schedule.phase_index(t) for t in (0, 19.999, 20, 24.9, 25, 44.9)] == [0, 0, 1, 1, 2, 2]
     assert schedule.rate_at(22) == 800 and schedule.rate_at(45) == 0 and schedule.rate_at(-1) == 0
 
@@ -32,7 +34,7 @@ def test_units_and_ramps():
        st.floats(0, 1))
 def test_time_of_inverts_arrivals_by(phases, fraction):
     schedule = RateSchedule(tuple(Phase(d, a, b) for d, a, b in phases))
-    total = schedule.arrivals_by(schedule.duration_ms / 1000)
+    total = schedule.expected_arrivals
     arrivals = fraction * total
     t_s = schedule.time_of(arrivals)
     assert 0 <= t_s <= schedule.duration_ms / 1000 + 1e-9

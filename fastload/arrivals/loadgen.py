@@ -46,6 +46,7 @@ class ArrivalPlan:
     # duration, up to a few mean gaps of a slow class later; per-class tests and schedules cut
     # samples issued after the end (completed at once, never sent) so that all stop together.
     cut_at_end: bool = False
+    wants_completions = True  # LoadGen waits for every sample it issued
 
     def loadgen_seeds(self) -> tuple[int, int, int]:
         """Schedule, sample-index and QSL seeds; LoadGen defaults all to 0, which would give

@@ -49,6 +49,9 @@ class Plan(Protocol):
 
     label: str
     classes: tuple[RequestClass, ...]
+    # Whether the source waits for its samples to complete (LoadGen does; a timer does not, and
+    # a write per sample to it would cost a syscall and a wake-up for nothing).
+    wants_completions: bool
 
     def verdict(self, ended: bool) -> Any:
         """LoadGen's verdict on the plan's test, or None for a source without one."""
@@ -89,11 +92,12 @@ class ChildPipe:
 
     def wait_for_go(self) -> int | None:
         """Say READY, wait for GO; the run's start (monotonic ns), None if the parent quit."""
-        os.write(self._out_fd, ARRIVAL.pack(0, 0, 0, 0, self._index, KIND_READY, 0, 0))
+        self._announce(KIND_READY)
         go = os.read(self._in_fd, GO.size)
-        if len(go) != GO.size or GO.unpack(go)[0] != GO_MARKER:
+        if len(go) != GO.size:
             return None
-        return GO.unpack(go)[1]
+        marker, start_mono_ns = GO.unpack(go)
+        return start_mono_ns if marker == GO_MARKER else None
 
     def issue(self, source_ids: Sequence[int], draw: Callable[[], tuple[int, int]]) -> None:
         """Stamp, number and send samples issued together; ``draw`` gives each its (class
@@ -117,7 +121,10 @@ class ChildPipe:
         os._exit(1)
 
     def ended(self) -> None:
-        os.write(self._out_fd, ARRIVAL.pack(0, 0, 0, 0, self._index, KIND_ENDED, 0, 0))
+        self._announce(KIND_ENDED)
+
+    def _announce(self, kind: int) -> None:
+        os.write(self._out_fd, ARRIVAL.pack(0, 0, 0, 0, self._index, kind, 0, 0))
 
 
 def raise_priority(realtime: bool = False) -> None:
@@ -170,6 +177,7 @@ class Issuer:
         # complete() comes from gRPC's threads, possibly after stop(): a write to the closed
         # descriptor could land in whatever file reused its number.
         self._completions_lock = threading.Lock()
+        self._wants_completions = plan.wants_completions
         self.ended = False
         self.process = context.Process(
             target=_child_main, args=(entry, plan, index, arrivals, child_in, sequence),
@@ -183,7 +191,8 @@ class Issuer:
 
     def complete(self, source_id: int) -> None:
         """Tell the source one sample finished; safe from any thread (the write is atomic)."""
-        self._write(COMPLETION.pack(source_id))
+        if self._wants_completions:
+            self._write(COMPLETION.pack(source_id))
 
     def _write(self, message: bytes) -> None:
         with self._completions_lock:

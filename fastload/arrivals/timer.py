@@ -33,6 +33,17 @@ class TimedArrivals:
     class_indices: np.ndarray
     model_indices: np.ndarray
 
+    @property
+    def duration_ms(self) -> int:
+        """From the first arrival to the last."""
+        return math.ceil(float(self.offsets_s[-1]) * 1000)
+
+    @property
+    def mean_qps(self) -> float:
+        """The arrivals' gaps over their span (NaN for a single arrival)."""
+        span_s = float(self.offsets_s[-1])
+        return (len(self.offsets_s) - 1) / span_s if span_s > 0 else math.nan
+
 
 @dataclass(frozen=True)
 class TimerPlan:
@@ -44,12 +55,11 @@ class TimerPlan:
     schedule: RateSchedule | None = None  # gamma: the rate over time
     burstiness: float = 1.0  # gamma shape k: inter-arrival CV 1/sqrt(k)
     trace: TimedArrivals | None = None
+    wants_completions = False  # the timer issues on its schedule, whatever completes
 
     @property
     def duration_ms(self) -> int:
-        if self.trace is not None:
-            return math.ceil(float(self.trace.offsets_s[-1]) * 1000)
-        return self.schedule.duration_ms
+        return (self.trace if self.trace is not None else self.schedule).duration_ms
 
     def verdict(self, ended: bool) -> None:
         """No LoadGen test, so no LoadGen verdict."""
@@ -71,7 +81,7 @@ def gamma_offsets_s(schedule: RateSchedule, shape: float, seed: int) -> np.ndarr
     non-homogeneous Poisson process.
     """
     rng = np.random.default_rng([seed, 0x67616D6D61])  # "gamma": its own stream of the seed
-    expected = schedule.arrivals_by(schedule.duration_ms / 1000)
+    expected = schedule.expected_arrivals
     size = int(expected + 10 * np.sqrt(expected / shape) + 100)
     operational = np.cumsum(rng.gamma(shape, 1 / shape, size))
     operational = operational[operational < expected]
@@ -88,7 +98,7 @@ def run_timer(plan: TimerPlan, pipe: ChildPipe) -> None:
     start_ns = pipe.wait_for_go()
     if start_ns is None:
         return
-    # Completions need no answer here, but the pipe must be drained (and EOF noticed).
+    # No completions come (wants_completions); the pipe's EOF still says the parent died.
     threading.Thread(target=pipe.completions_forever, args=(lambda ids: None,),
                      name="fastload-complete", daemon=True).start()
     monotonic_ns, sleep, issue = time.monotonic_ns, time.sleep, pipe.issue

@@ -11,14 +11,16 @@ COMPILER_DIRECTIVES = {
     "initializedcheck": False,
 }
 
+# The tensor source, and one encoder per wire format; they share fastload/_wire.pxd.
 extensions = [
     Extension(
-        "fastload._encode",
-        ["fastload/_encode.pyx"],
+        f"fastload.{name}",
+        [f"fastload/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         extra_compile_args=["-O3"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
+    for name in ("_tensor", "_encode", "_encode_kserve")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES))

@@ -89,12 +89,6 @@ class Timers:
 TIMERS = Timers()
 
 
-class _TimedEncoder:
-    def __init__(self, encoder) -> None:
-        self.encode = TIMERS.wrap("sender: encoder encode()", encoder.encode,
-                                  count_faults=True)
-
-
 class _TimedCall:
     def __init__(self, multicallable) -> None:
         self.future = TIMERS.wrap("sender: gRPC future() start", multicallable.future,
@@ -204,9 +198,10 @@ class TimedRecorder(Recorder):
 
 
 class TimedDispatcher(Dispatcher):
-    def __init__(self, channel, make_encoders, *args, **kwargs) -> None:
-        super().__init__(channel, make_encoders, *args, **kwargs)
-        self._encoders = [{model: _TimedEncoder(e) for model, e in encoders.items()}
+    def __init__(self, channel, target, *args, **kwargs) -> None:
+        super().__init__(channel, target, *args, **kwargs)
+        self._encoders = [{model: TIMERS.wrap("sender: encode()", encode, count_faults=True)
+                           for model, encode in encoders.items()}
                           for encoders in self._encoders]
         self._infer = _TimedCall(self._infer)
 
@@ -227,9 +222,9 @@ class TimedDispatcher(Dispatcher):
         finally:
             TIMERS.add("sender: loop (all)", thread_ns() - start)
 
-    def _send(self, issuer, record, encoder) -> None:
+    def _send(self, issuer, record, encode) -> None:
         start = thread_ns()
-        super()._send(issuer, record, encoder)
+        super()._send(issuer, record, encode)
         TIMERS.add("sender: _send (all)", thread_ns() - start)
 
     def _on_done(self, issuer, record, call) -> None:
@@ -305,14 +300,14 @@ def in_situ(target: str, args: argparse.Namespace, out_dir: Path) -> tuple[list,
     rows.append(("  pipe read + unpack (Arrivals.receive; blocked time costs no CPU)",
                  us("sender: pipe read + unpack (Arrivals.receive)"), "in-situ timer"))
     rows.append(("  Recorder.open", us("sender: Recorder.open"), "in-situ timer"))
-    rows.append(("  encoder encode() (minor page faults per call: "
-                 f"{_faults('sender: encoder encode()'):.1f})", us("sender: encoder encode()"),
+    rows.append(("  encode() (minor page faults per call: "
+                 f"{_faults('sender: encode()'):.1f})", us("sender: encode()"),
                  "in-situ timer"))
     rows.append(("  gRPC future() start (minor page faults per call: "
                  f"{_faults('sender: gRPC future() start'):.1f})",
                  us("sender: gRPC future() start"), "in-situ timer"))
     rows.append(("  rest of _send (clock, add_done_callback, partial, watchdog queue)",
-                 us("sender: _send (all)") - us("sender: encoder encode()")
+                 us("sender: _send (all)") - us("sender: encode()")
                  - us("sender: gRPC future() start"), "in-situ timer"))
     rows.append(("  rest of the sender loop (in-flight slot, loop)",
                  us("sender: loop (all)") - us("sender: _send (all)")

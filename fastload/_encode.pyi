@@ -1,10 +1,12 @@
 """Typed surface of the compiled request encoder (fastload/_encode.pyx)."""
 from typing import Sequence
 
+from fastload._tensor import PooledEncoder
+
 FIELD_RAW: int  # 6: bytes input_tensor_raw
 FIELD_FLOAT: int  # 4: packed repeated float input_tensor
 
-class RequestEncoder:
+class RequestEncoder(PooledEncoder):
     """Builds complete InferRequest wire bytes for one input shape, reusing them in rotation.
 
     Tensors come from ``pool_size`` pre-generated random float32 buffers in [0, 1), used in
@@ -40,18 +42,5 @@ class RequestEncoder:
         rebuilt, which copies the tensor once.
 
         OverflowError if tier does not fit int32 or deadline_ns int64."""
-    def pool_buffer(self, index: int) -> bytes:
-        """A copy of pool tensor ``index`` before stamping, for tests and inspection."""
-    @property
-    def shape(self) -> tuple[int, ...]: ...
-    @property
-    def tensor_nbytes(self) -> int: ...
-    @property
-    def pool_size(self) -> int: ...
     @property
     def tensor_field(self) -> int: ...
-    @property
-    def fresh(self) -> bool: ...
-    @property
-    def encoded(self) -> int:
-        """How many requests this encoder has built."""

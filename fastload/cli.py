@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int,
                    help="seed for LoadGen's schedule, class/model draws and tensors "
                         "(default: random, printed)")
-    p.add_argument("--tensor-field", choices=sorted(TENSOR_FIELDS), default="raw",
+    p.add_argument("--tensor-field", choices=sorted(TENSOR_FIELDS),
                    help="raw: bytes field 6 (default); float: packed repeated float field 4, "
                         "for schedulers built on the unmodified spec proto")
     p.add_argument("--fresh-tensors", action="store_true",
@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one LoadGen test per class, each in its own process (the spec's topology)")
     p.add_argument("--embedded", action="store_true",
                    help="start the reference scheduler on a free loopback port and target it")
+    p.add_argument("--protocol", choices=("scheduler", "kserve"), default="scheduler",
+                   help="scheduler: the spec's SchedulerService/Infer (default); kserve: KServe "
+                        "v2 ModelInfer (Triton, KServe, MLServer, OpenVINO Model Server)")
+    kserve = p.add_argument_group("KServe v2 (--protocol kserve)")
+    kserve.add_argument("--model-map", action="append", default=[],
+                        metavar="MODEL=SERVER_MODEL[:VERSION]",
+                        help="send a workload model to another server model (and version), "
+                             "e.g. resnet50=resnet50_onnx:1; repeatable (default: same name, "
+                             "the server's version)")
+    kserve.add_argument("--tier-priority", metavar="TIER=LEVEL,...|off",
+                        help="request parameter `priority` per tier (Triton: 1 highest, 0 the "
+                             "model's default); off sends none (default 1=1,2=2,3=3)")
+    kserve.add_argument("--deadline-timeout", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="send request parameter `timeout`: µs left until the sample's "
+                             "deadline when its call starts (default on)")
     shapes = p.add_argument_group("arrival shapes (default: Poisson at --total-qps)")
     shapes.add_argument("--qps-schedule", metavar="SPEC",
                         help="phases DURATION@QPS or DURATION@A..B (a ramp), comma-separated, "
@@ -117,16 +133,71 @@ def parse_config(argv: Sequence[str] | None = None):
              f"got {args.metrics_csv}")
     tls_config = _tls_config(args)
     metadata = tuple(_metadata_pair(item) for item in args.metadata)
+    kserve = _kserve_options(args, workload)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     return RunConfig(
         scheduler_url=args.scheduler_url, schedule=schedule, burstiness=args.burstiness,
         trace=trace, trace_path=args.arrival_trace, workload=workload,
         min_query_count=args.min_query_count, output_dir=args.output_dir,
-        metrics_csv=args.metrics_csv, seed=seed, tensor_field=TENSOR_FIELDS[args.tensor_field],
+        metrics_csv=args.metrics_csv, seed=seed,
+        tensor_field=TENSOR_FIELDS[args.tensor_field or "raw"],
         fresh_tensors=args.fresh_tensors, timeout_ms=args.timeout_ms,
         max_inflight=args.max_inflight, per_class=args.loadgen_per_class, embedded=args.embedded,
-        tls=tls_config, metadata=metadata,
+        tls=tls_config, metadata=metadata, kserve=kserve,
     )
+
+
+def _kserve_options(args: argparse.Namespace, workload: Workload):
+    """The KServe mapping from its flags; those flags only go with --protocol kserve."""
+    from fastload.targets.kserve import DEFAULT_PRIORITIES, KServeOptions, ServerModel
+
+    if args.protocol != "kserve":
+        given = [flag for flag, value in (("--model-map", args.model_map),
+                                          ("--tier-priority", args.tier_priority),
+                                          ("--deadline-timeout", args.deadline_timeout))
+                 if value not in (None, [])]
+        _require(not given, f"{given[0] if given else ''} needs --protocol kserve")
+        return None
+    _require(args.tensor_field is None,
+             "--tensor-field is for --protocol scheduler; KServe tensors go in "
+             "raw_input_contents")
+    models = {}
+    for item in args.model_map:
+        model, sep, server = item.partition("=")
+        name, colon, version = server.rpartition(":") if ":" in server else (server, "", "")
+        _require(bool(sep) and bool(model) and bool(name) and (not colon or bool(version)),
+                 f"--model-map must be MODEL=SERVER_MODEL or MODEL=SERVER_MODEL:VERSION, "
+                 f"got {item!r}")
+        _require(model in workload.model_shapes,
+                 f"--model-map {item!r}: the workload has no model {model!r} (it has "
+                 f"{', '.join(sorted(workload.model_shapes))})")
+        models[model] = ServerModel(name, version)
+    return KServeOptions(models, _tier_priorities(args.tier_priority, workload, DEFAULT_PRIORITIES),
+                         args.deadline_timeout is not False)
+
+
+def _tier_priorities(spec: str | None, workload: Workload,
+                     default: dict[int, int]) -> dict[int, int] | None:
+    """--tier-priority as tier -> level; every tier of the workload needs one."""
+    if spec is None:
+        return dict(default)
+    if spec.strip().lower() == "off":
+        return None
+    priorities = {}
+    for item in spec.split(","):
+        tier, sep, level = item.partition("=")
+        try:
+            pair = (int(tier), int(level))
+        except ValueError:
+            pair = (-1, -1)
+        _require(bool(sep) and pair[0] >= 0 and 0 <= pair[1] < 2**63,
+                 f"--tier-priority must be off or TIER=LEVEL,... with levels >= 0, e.g. "
+                 f"1=1,2=2,3=3, got {spec!r}")
+        priorities[pair[0]] = pair[1]
+    missing = sorted({c.tier for c in workload.classes} - set(priorities))
+    if missing:
+        raise UsageError(f"--tier-priority {spec!r} gives no level for tier {missing[0]}")
+    return priorities
 
 
 def _arrival_shape(args: argparse.Namespace, workload: Workload):
@@ -227,12 +298,13 @@ def _check_url(url: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from fastload import runner
     from fastload.outputs import OutputError
+    from fastload.targets.base import TargetMismatch, TargetUnavailable
 
     try:
         return runner.run(parse_config(argv))
-    except (UsageError, WorkloadError, OutputError) as exc:
+    except (UsageError, WorkloadError, OutputError, TargetMismatch) as exc:
         print(f"fastload: error: {exc}", file=sys.stderr)
         return runner.EXIT_USAGE
-    except runner.SchedulerUnreachable as exc:
+    except TargetUnavailable as exc:
         print(f"fastload: error: {exc}", file=sys.stderr)
         return runner.EXIT_UNREACHABLE

@@ -1,4 +1,4 @@
-"""The SUT's gRPC half: a pool of senders that turn issued samples into Infer calls.
+"""The SUT's gRPC half: a pool of senders that turn issued samples into calls to the target.
 
 Each sender reads issued samples straight off the arrivals pipe (no hand-off between threads),
 rewrites its encoder's request bytes and *starts* a call: grpcio copies the bytes at call start
@@ -14,17 +14,14 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from functools import partial
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import grpc
 
-from fastload._encode import RequestEncoder
-from fastload._pb.scheduler_pb2 import InferResponse
 from fastload.arrivals.pipe import Arrivals, Issuer
-from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATUS_OK, Record,
-                              Recorder)
+from fastload.metrics import STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, Record, Recorder
+from fastload.targets.base import Encode, Target
 
-INFER_METHOD = "/scheduler.SchedulerService/Infer"
 # How soon a stop request (SIGINT/SIGTERM) is noticed while no sample arrives.
 STOP_POLL_S = 0.1
 # The watchdog's period, and how long after its gRPC deadline a call is ended regardless.
@@ -33,26 +30,22 @@ WATCHDOG_GRACE_S = 0.5
 
 
 class Dispatcher:
-    """Turns samples from LoadGen processes into Infer calls and records each outcome."""
+    """Turns samples from arrival processes into calls and records each outcome."""
 
     def __init__(
         self,
         channel: grpc.Channel,
-        make_encoders: Callable[[int], Mapping[str, RequestEncoder]],
+        target: Target,
         timeout_s: float,
         max_inflight: int,
         metadata: Sequence[tuple[str, str]] = (),
         senders: int = 4,
     ) -> None:
         # No serializers: the encoder's bytes go to the wire as they are.
-        self._infer = channel.unary_unary(INFER_METHOD, _registered_method=True)
-        # Encoders reuse their request bytes, so each sender thread gets its own, with every
-        # reusable request built before the test starts.
-        self._encoders = [make_encoders(i) for i in range(senders)]
-        for encoders in self._encoders:
-            for model, encoder in encoders.items():
-                for _ in range(encoder.pool_size):
-                    encoder.encode(1, time.time_ns(), model)
+        self._infer = channel.unary_unary(target.method, _registered_method=True)
+        self._outcome = target.outcome
+        # Encoders reuse their request bytes, so each sender thread gets its own.
+        self._encoders = [target.encoders(i) for i in range(senders)]
         self._recorder: Recorder | None = None  # the run's, from serve()
         self._timeout_s = timeout_s
         self._watchdog_after_ns = int((timeout_s + WATCHDOG_GRACE_S) * 1e9)
@@ -90,8 +83,7 @@ class Dispatcher:
                 sender.result()  # a sender's bug surfaces here instead of hanging the run
         return True
 
-    def _send_arrivals(self, arrivals: Arrivals,
-                       encoders: Mapping[str, RequestEncoder]) -> None:
+    def _send_arrivals(self, arrivals: Arrivals, encoders: Mapping[str, Encode]) -> None:
         """One sender: read issued samples until the pipe closes, send each at once."""
         receive, open_record = arrivals.receive, self._recorder.open
         while sample := receive():
@@ -105,10 +97,10 @@ class Dispatcher:
             else:
                 self._send(sample.issuer, record, encoders[record.model])
 
-    def _send(self, issuer: Issuer, record: Record, encoder: RequestEncoder) -> None:
+    def _send(self, issuer: Issuer, record: Record, encode: Encode) -> None:
         """The one place a request is built and sent."""
         try:
-            payload = encoder.encode(record.cls.tier, record.deadline_ns, record.model)
+            payload = encode(record.cls.tier, record.deadline_ns)
             record.send_mono_ns = time.monotonic_ns()
             call = self._infer.future(payload, timeout=self._timeout_s, metadata=self._metadata)
         except Exception:  # noqa: BLE001 - any client-side failure still completes the sample
@@ -141,16 +133,11 @@ class Dispatcher:
             self._release()
 
     def _record_outcome(self, issuer: Issuer, record: Record, call: grpc.Future) -> None:
-        code = call.code()
-        if code is grpc.StatusCode.OK:
-            try:
-                success = InferResponse.FromString(call.result()).success
-            except Exception:  # noqa: BLE001 - an undecodable response is a failed request
-                self._finish(issuer, record, STATUS_CLIENT_ERROR, False)
-                return
-            self._finish(issuer, record, STATUS_OK, success)
-        else:
-            self._finish(issuer, record, code.name if code else STATUS_CLIENT_ERROR, False)
+        try:
+            status, success = self._outcome(call)
+        except Exception:  # noqa: BLE001 - an undecodable response is a failed request
+            status, success = STATUS_CLIENT_ERROR, False
+        self._finish(issuer, record, status, success)
 
     def _finish(self, issuer: Issuer, record: Record, status: str, success: bool) -> None:
         """The one place a sample is recorded and completed towards LoadGen."""

@@ -26,6 +26,11 @@ CSV_COLUMNS = (
 )
 
 STATUS_OK = "OK"
+# A KServe server answered that the request's `timeout` ran out before it ran (Triton:
+# UNAVAILABLE "Request timeout expired"): a scheduling outcome, like success=False, not an error.
+STATUS_EXPIRED = "EXPIRED"
+# Answers from the server, timed in the latency percentiles; any other status is an error.
+ANSWERED = frozenset((STATUS_OK, STATUS_EXPIRED))
 # Statuses fastload gives samples that never reached gRPC.
 STATUS_CLIENT_OVERLOAD = "CLIENT_OVERLOAD"
 STATUS_CLIENT_ERROR = "CLIENT_ERROR"

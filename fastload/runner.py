@@ -3,20 +3,17 @@ outputs written."""
 from __future__ import annotations
 
 import multiprocessing
-import random
 import signal
 import sys
 import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import grpc
 
-from fastload._encode import RequestEncoder
 from fastload.arrivals.loadgen import plan_arrivals, run_loadgen
 from fastload.arrivals.pipe import Arrivals
 from fastload.arrivals.timer import TimedArrivals, TimerPlan, run_timer
@@ -25,8 +22,12 @@ from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder
 from fastload.outputs import RunOutputs
 from fastload.schedule import RateSchedule
+from fastload.scheduler.cli import DEFAULT_SERVICE_MS
 from fastload.scheduler.spawn import SchedulerProcess
 from fastload.summary import RunStats, format_summary, summarize, write_json
+from fastload.targets.base import Target, TargetUnavailable
+from fastload.targets.kserve import KServeOptions, KServeTarget
+from fastload.targets.scheduler import SchedulerTarget
 from fastload.workload import Workload
 
 # Exit codes (documented in the README).
@@ -75,6 +76,7 @@ class RunConfig:
     embedded: bool
     tls: TlsConfig | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    kserve: KServeOptions | None = None  # --protocol kserve; None: the spec's SchedulerService
 
     @property
     def summary_json(self) -> Path:
@@ -107,14 +109,10 @@ class TlsConfig:
         return grpc.ssl_channel_credentials(self.ca_cert, self.client_key, self.client_cert)
 
 
-class SchedulerUnreachable(RuntimeError):
-    pass
-
-
 def run(config: RunConfig) -> int:
     """Run the test, streaming the CSV; write the JSON summary and LoadGen's logs; return the
-    exit code. Raises WorkloadError or OutputError (nothing created) or SchedulerUnreachable
-    (nothing sent, nothing left on disk)."""
+    exit code. Raises WorkloadError or OutputError (nothing created), TargetUnavailable or
+    TargetMismatch (nothing sent, nothing left on disk)."""
     keep_freed_buffers()
     plans, entry = _plan_arrivals(config)
     outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir)
@@ -129,20 +127,25 @@ def run(config: RunConfig) -> int:
     try:
         with ExitStack() as stack:
             try:
-                target = config.scheduler_url
+                address = config.scheduler_url
                 if config.embedded:
-                    scheduler = stack.enter_context(SchedulerProcess(*EMBEDDED_SCHEDULER_ARGS))
-                    target = scheduler.address
-                    print(f"fastload: embedded reference scheduler on {target} "
+                    scheduler = stack.enter_context(
+                        SchedulerProcess(*EMBEDDED_SCHEDULER_ARGS,
+                                         *_embedded_input_shapes(config.workload)))
+                    address = scheduler.address
+                    print(f"fastload: embedded reference scheduler on {address} "
                           f"({' '.join(EMBEDDED_SCHEDULER_ARGS)})", flush=True)
-                channel = _open_channel(config, target)
-                _check_reachable(channel, target, config.tls is not None)
+                channel = _open_channel(config, address)
+                _check_reachable(channel, address, config.tls is not None)
+                target = _target(config)
+                target.prepare(channel, config.metadata)
             except BaseException:
                 outputs.discard()
                 raise
 
             print(f"fastload: seed {config.seed}, {config.workload.name}, "
-                  f"{_describe_arrivals(config, plans)} -> {target}", flush=True)
+                  f"{_describe_arrivals(config, plans)} -> {address}"
+                  f"{' (KServe v2)' if config.kserve else ''}", flush=True)
             if config.per_class and plans[0].duration_ms != config.duration_ms:
                 print(f"fastload: every per-class LoadGen test runs {plans[0].duration_ms} ms, "
                       f"long enough for each class to reach its share of --min-query-count",
@@ -151,8 +154,7 @@ def run(config: RunConfig) -> int:
             stats = RunStats(tuple(c for plan in plans for c in plan.classes), len(phases))
             arrivals = Arrivals(plans, entry, multiprocessing.get_context("spawn"))
             arrivals.wait_ready(ARRIVALS_START_TIMEOUT_S)
-            dispatcher = Dispatcher(channel, partial(_encoders, config),
-                                    timeout_s=config.timeout_ms / 1000,
+            dispatcher = Dispatcher(channel, target, timeout_s=config.timeout_ms / 1000,
                                     max_inflight=config.max_inflight, metadata=config.metadata)
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
@@ -213,15 +215,15 @@ def _open_channel(config: RunConfig, target: str) -> grpc.Channel:
     return grpc.secure_channel(target, config.tls.credentials(), options=CHANNEL_OPTIONS)
 
 
-def _check_reachable(channel: grpc.Channel, target: str, tls: bool) -> None:
+def _check_reachable(channel: grpc.Channel, address: str, tls: bool) -> None:
     try:
         grpc.channel_ready_future(channel).result(timeout=REACH_TIMEOUT_S)
     except grpc.FutureTimeoutError:
         hint = ("; if it is up, the TLS handshake failed: check --ca-cert and the server's "
                 "certificate" if tls else
                 "; start the reference one with `python -m fastload.scheduler` or pass --embedded")
-        raise SchedulerUnreachable(
-            f"cannot reach the scheduler at {target} within {REACH_TIMEOUT_S:g} s{hint}"
+        raise TargetUnavailable(
+            f"cannot reach the scheduler at {address} within {REACH_TIMEOUT_S:g} s{hint}"
         ) from None
 
 
@@ -251,12 +253,16 @@ def _describe_arrivals(config: RunConfig, plans: list) -> str:
             f"mean {config.total_qps:.4g} QPS, peak {config.schedule.peak_qps:g})")
 
 
-def _encoders(config: RunConfig, sender: int) -> dict[str, RequestEncoder]:
-    """One sender thread's encoders, one per model (its name is part of the reused bytes)."""
-    return {
-        model: RequestEncoder(shape, tensor_field=config.tensor_field,
-                              fresh=config.fresh_tensors,
-                              seed=random.Random(f"{config.seed}:tensor:{sender}:{model}")
-                              .getrandbits(64))
-        for model, shape in config.workload.model_shapes.items()
-    }
+def _target(config: RunConfig) -> Target:
+    shapes = config.workload.model_shapes
+    if config.kserve is not None:
+        return KServeTarget(config.kserve, shapes, config.seed, config.fresh_tensors)
+    return SchedulerTarget(shapes, config.seed, config.tensor_field, config.fresh_tensors)
+
+
+def _embedded_input_shapes(workload: Workload) -> list[str]:
+    """--input-shape flags that make the reference's KServe metadata fit the workload's
+    shapes (first dimension -1, the batch), for the models it serves by default."""
+    return [f"--input-shape={model}=" + "x".join(map(str, (-1, *shape[1:])))
+            for model, shape in workload.model_shapes.items()
+            if model in DEFAULT_SERVICE_MS and shape]

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 from hdrh.histogram import HdrHistogram
 
 from fastload.arrivals.loadgen import LoadGenVerdict
-from fastload.metrics import STATUS_OK, Record
+from fastload.metrics import ANSWERED, Record
 from fastload.schedule import Phase
 from fastload.workload import RequestClass
 
@@ -43,7 +43,7 @@ class ClassStats:
             self.first_issue_ns = issue_ns
         if issue_ns > self.last_issue_ns:
             self.last_issue_ns = issue_ns
-        if record.status == STATUS_OK:
+        if record.status in ANSWERED:
             # Clamped into the histogram's range: a latency beyond a day counts as a day.
             self.latency_us.record_value(
                 min(max(record.latency_ns // 1000, 1), _HISTOGRAM_RANGE_US[1]))

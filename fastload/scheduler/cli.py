@@ -17,6 +17,8 @@ from fastload.scheduler.server import Config, ListenError, ServerTls, serve
 
 PROG = "python -m fastload.scheduler"
 DEFAULT_SERVICE_MS = {"resnet50": 5.0, "vit": 15.0}
+# The input shape KServe's ModelMetadata reports for a model without --input-shape.
+DEFAULT_INPUT_SHAPE = (-1, 3, 224, 224)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +41,19 @@ def _model_ms(text: str) -> tuple[str, float]:
     return model, ms
 
 
+def _model_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    model, sep, dims_text = text.partition("=")
+    try:
+        dims = tuple(int(dim) for dim in dims_text.split("x")) if dims_text else ()
+    except ValueError:
+        dims = (-2,)
+    if not sep or not model or any(dim < -1 for dim in dims):
+        raise argparse.ArgumentTypeError(
+            f"expected MODEL=DIMS with dims >= -1 joined by x, e.g. vit=-1x3x224x224, "
+            f"got {text!r}")
+    return model, dims
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -57,7 +72,8 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser = _Parser(
         prog=PROG,
-        description="Reference scheduler: queues Infer requests by policy on simulated GPUs.",
+        description="Reference scheduler: queues requests by policy on simulated GPUs; serves "
+        "scheduler.SchedulerService and KServe v2 (inference.GRPCInferenceService) on one port.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -79,6 +95,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         + ", ".join(f"{model}={ms:g}" for model, ms in DEFAULT_SERVICE_MS.items())
         + ")",
     )
+    parser.add_argument(
+        "--input-shape", type=_model_shape, action="append", default=[], metavar="MODEL=DIMS",
+        help="the input shape KServe ModelMetadata reports for a model, -1 for any size; "
+        "repeatable (default " + "x".join(map(str, DEFAULT_INPUT_SHAPE)) + ")",
+    )
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     parser.add_argument("--tls-client-ca", type=Path,
@@ -88,6 +109,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         help="stop (as on SIGTERM) when the process that started this one exits")
     args = parser.parse_args(argv)
     service_ms = {**DEFAULT_SERVICE_MS, **dict(args.service_ms)}
+    input_shapes = dict(args.input_shape)
+    unknown = sorted(set(input_shapes) - set(service_ms))
+    if unknown:
+        parser.error(f"--input-shape names {', '.join(unknown)}, which is not served; add "
+                     f"--service-ms {unknown[0]}=MS")
     tls = None
     if args.tls_cert or args.tls_key or args.tls_client_ca:
         if not (args.tls_cert and args.tls_key):
@@ -100,6 +126,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         gpus=args.gpus,
         policy=args.policy,
         service_s={model: ms / 1000 for model, ms in service_ms.items()},
+        input_shapes={model: input_shapes.get(model, DEFAULT_INPUT_SHAPE) for model in service_ms},
         tls=tls,
         auth_token=args.auth_token,
         exit_with_parent=args.exit_with_parent,

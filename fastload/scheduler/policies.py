@@ -24,7 +24,7 @@ class Job:
     deadline_ns: int
     service_s: float
     outcome: asyncio.Future[bool]
-    expiry: asyncio.TimerHandle
+    expiry: asyncio.TimerHandle | None  # None: no deadline (a KServe request without timeout)
 
 
 class _Order(Protocol):

@@ -16,6 +16,8 @@ from fastload.workload import TIERS
 
 # Bounds the size of the element-count product, so a hostile shape cannot make math.prod slow.
 MAX_DIMS = 32
+# The deadline of a request that has none (a KServe request without `timeout`).
+NO_DEADLINE_NS = 2**63 - 1
 
 
 class InvalidRequest(ValueError):

@@ -1,4 +1,7 @@
-"""The gRPC front end and the simulated GPUs: parse, enqueue by policy, answer with the outcome.
+"""The gRPC front ends and the simulated GPUs: parse, enqueue by policy, answer with the outcome.
+
+One port serves both protocols: `scheduler.SchedulerService` (here) and KServe v2's
+`inference.GRPCInferenceService` (kserve.py), onto the same queue and GPUs.
 
 grpc.aio with a generic handler and no deserializer: each request arrives as bytes, is parsed
 once by upb, and waits as a future rather than a thread, so a long queue cannot exhaust threads.
@@ -10,13 +13,15 @@ import os
 import signal
 import time
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import Mapping, NoReturn
 
 import grpc
 
 from fastload._pb.scheduler_pb2 import InferResponse
+from fastload.scheduler.kserve import kserve_handler
 from fastload.scheduler.policies import Job, JobQueue
-from fastload.scheduler.request import InvalidRequest, parse_request
+from fastload.scheduler.request import NO_DEADLINE_NS, InvalidRequest, ValidRequest, \
+    parse_request
 
 SERVICE_NAME = "scheduler.SchedulerService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -36,6 +41,8 @@ class Config:
     gpus: int
     policy: str
     service_s: Mapping[str, float]
+    # Each served model's input shape as KServe's ModelMetadata reports it (-1: any size).
+    input_shapes: Mapping[str, tuple[int, ...]]
     tls: ServerTls | None = None
     # Callers must send `authorization: Bearer <auth_token>` when set.
     auth_token: str | None = None
@@ -94,6 +101,19 @@ class Scheduler:
         )
 
     async def infer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self.admit(context)
+        try:
+            valid = parse_request(request, self._service_s)
+        except InvalidRequest as exc:
+            await self.reject(context, exc)
+        served = await self.run(valid)
+        return InferResponse(
+            deadline_ns=valid.deadline_ns, success=served,
+            message="completed" if served else "deadline expired",
+        ).SerializeToString()
+
+    async def admit(self, context: grpc.aio.ServicerContext) -> None:
+        """Count an inference request; abort it UNAUTHENTICATED without the configured token."""
         self.stats.received += 1
         if self._authorization is not None and (
             dict(context.invocation_metadata() or ()).get("authorization") != self._authorization
@@ -101,16 +121,19 @@ class Scheduler:
             self.stats.rejected += 1
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong authorization metadata")
-        try:
-            valid = parse_request(request, self._service_s)
-        except InvalidRequest as exc:
-            self.stats.rejected += 1
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def reject(self, context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
+        self.stats.rejected += 1
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+    async def run(self, valid: ValidRequest) -> bool:
+        """Queue a request by policy; True once a GPU served it, False if it expired first."""
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[bool] = loop.create_future()
         # Expire a queued job at its deadline, not when a GPU reaches it: under priority, low
         # tiers may never reach one, and each holds its 602 KB request until it is answered.
-        expiry = loop.call_later((valid.deadline_ns - time.time_ns()) / 1e9, _expire, outcome)
+        expiry = (None if valid.deadline_ns == NO_DEADLINE_NS else
+                  loop.call_later((valid.deadline_ns - time.time_ns()) / 1e9, _expire, outcome))
         service_s = self._service_s[valid.model]
         self._queue.put(Job(valid.tier, valid.deadline_ns, service_s, outcome, expiry))
         try:
@@ -120,13 +143,9 @@ class Scheduler:
             raise
         if served:
             self.stats.completed += 1
-            message = "completed"
         else:
             self.stats.expired += 1
-            message = "deadline expired"
-        return InferResponse(
-            deadline_ns=valid.deadline_ns, success=served, message=message
-        ).SerializeToString()
+        return served
 
     async def run_gpu(self) -> None:
         """One simulated GPU: take the next job; expire it if late, else hold for its service."""
@@ -137,7 +156,8 @@ class Scheduler:
             if time.time_ns() > job.deadline_ns:  # due, though its timer has not fired yet
                 _expire(job.outcome)
                 continue
-            job.expiry.cancel()  # once started, a job runs to completion even past its deadline
+            if job.expiry is not None:  # once started, a job runs to completion even if late
+                job.expiry.cancel()
             await asyncio.sleep(job.service_s)
             if not job.outcome.done():
                 job.outcome.set_result(True)
@@ -165,7 +185,8 @@ async def serve(config: Config) -> Stats:
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers((scheduler.handler(),))
+    server.add_generic_rpc_handlers((scheduler.handler(),
+                                     kserve_handler(scheduler, config.input_shapes)))
     host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literals need brackets
     target = f"{host}:{config.port}"
     try:

@@ -1,0 +1,46 @@
+"""The interface every target implements, and the errors that stop a run before traffic."""
+from __future__ import annotations
+
+import random
+from typing import Callable, Mapping, Protocol, Sequence
+
+import grpc
+
+from fastload.metrics import STATUS_CLIENT_ERROR
+
+# One request's bytes from the sample's tier and absolute deadline (Unix ns). The bytes belong
+# to the encoder and are rewritten a few calls later; grpcio copies them when the call starts.
+Encode = Callable[[int, int], bytes]
+
+
+class TargetUnavailable(RuntimeError):
+    """The server cannot be reached, or a model is not ready (exit 3); nothing was sent."""
+
+
+class TargetMismatch(ValueError):
+    """The server's models do not fit the workload (exit 2); nothing was sent."""
+
+
+class Target(Protocol):
+    method: str  # the gRPC method every request is sent to
+
+    def prepare(self, channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        """Check the server before traffic (calls carry ``metadata``); TargetUnavailable or
+        TargetMismatch if it won't do."""
+
+    def encoders(self, sender: int) -> Mapping[str, Encode]:
+        """One sender thread's encode function per workload model, every reusable request
+        already built (encoders reuse bytes, so each thread has its own)."""
+
+    def outcome(self, call: grpc.Future) -> tuple[str, bool]:
+        """A finished call's status for the CSV and whether the server reported success."""
+
+
+def tensor_seed(seed: int, sender: int, model: str) -> int:
+    """The run's seed for one sender's tensors of one model: runs repeat, senders differ."""
+    return random.Random(f"{seed}:tensor:{sender}:{model}").getrandbits(64)
+
+
+def status_name(code: grpc.StatusCode | None) -> str:
+    """The CSV status of a call that did not end OK."""
+    return code.name if code else STATUS_CLIENT_ERROR

@@ -1,0 +1,128 @@
+"""KServe v2 (Triton, KServe, MLServer, OpenVINO Model Server): ModelInfer with the tier as
+`priority` and the deadline as `timeout` (_encode_kserve.pyx); models checked before traffic."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import grpc
+
+from fastload._encode_kserve import DATATYPE, KServeEncoder
+from fastload._pb import kserve_pb2 as pb
+from fastload.metrics import STATUS_EXPIRED, STATUS_OK
+from fastload.targets.base import Encode, TargetMismatch, TargetUnavailable, status_name, \
+    tensor_seed
+
+SERVICE = "/inference.GRPCInferenceService/"
+# Triton's answer to a request whose `timeout` ran out in its queue.
+EXPIRED = (grpc.StatusCode.UNAVAILABLE, "Request timeout expired")
+CHECK_TIMEOUT_S = 5.0
+DEFAULT_PRIORITIES = {1: 1, 2: 2, 3: 3}
+
+
+@dataclass(frozen=True)
+class ServerModel:
+    """Which model (and version; empty: the server's choice) a workload model is sent to."""
+
+    name: str
+    version: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name} version {self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True)
+class KServeOptions:
+    """The mapping from fastload's samples to KServe requests, parsed by the CLI."""
+
+    # Workload model -> server model; a workload model not named here keeps its name.
+    models: Mapping[str, ServerModel]
+    # Tier -> `priority` level (Triton: 1 highest, 0 the model's default); None: not sent.
+    priorities: Mapping[int, int] | None
+    # Send `timeout` = µs left until the sample's deadline when its call starts.
+    deadline_timeout: bool
+
+    def server_model(self, model: str) -> ServerModel:
+        return self.models.get(model, ServerModel(model))
+
+
+class KServeTarget:
+    """ModelInfer per sample; ModelReady and ModelMetadata decide each model's input first."""
+
+    method = SERVICE + "ModelInfer"
+
+    def __init__(self, options: KServeOptions, model_shapes: Mapping[str, tuple[int, ...]],
+                 seed: int, fresh_tensors: bool) -> None:
+        self._options = options
+        self._model_shapes = model_shapes
+        self._seed = seed
+        self._fresh_tensors = fresh_tensors
+        self._input_names: dict[str, str] = {}  # workload model -> its server input, once checked
+
+    def prepare(self, channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        for model, shape in self._model_shapes.items():
+            server = self._options.server_model(model)
+            request = {"name": server.name, "version": server.version}
+            ready = _ask(channel, "ModelReady", pb.ModelReadyRequest(**request),
+                         pb.ModelReadyResponse, metadata, server)
+            if not ready.ready:
+                raise TargetUnavailable(f"model {server} is not ready on the server")
+            meta = _ask(channel, "ModelMetadata", pb.ModelMetadataRequest(**request),
+                        pb.ModelMetadataResponse, metadata, server)
+            self._input_names[model] = _input_for(meta, server, model, shape)
+
+    def encoders(self, sender: int) -> dict[str, Encode]:
+        encoders = {}
+        for model, shape in self._model_shapes.items():
+            server = self._options.server_model(model)
+            encoder = KServeEncoder(shape, model_name=server.name, model_version=server.version,
+                                    input_name=self._input_names[model],
+                                    priorities=self._options.priorities,
+                                    timeout=self._options.deadline_timeout,
+                                    fresh=self._fresh_tensors,
+                                    seed=tensor_seed(self._seed, sender, model))
+            for _ in range(encoder.pool_size):
+                encoder.encode(min(self._options.priorities or (1,)), time.time_ns())
+            encoders[model] = encoder.encode
+        return encoders
+
+    def outcome(self, call: grpc.Future) -> tuple[str, bool]:
+        code = call.code()
+        if code is grpc.StatusCode.OK:
+            return STATUS_OK, True
+        if (code, call.details()) == EXPIRED:
+            return STATUS_EXPIRED, False
+        return status_name(code), False
+
+
+def _ask(channel: grpc.Channel, method: str, request, response_type,
+         metadata: Sequence[tuple[str, str]], server: ServerModel):
+    """One start-up call; any failure is the model not being there to serve."""
+    call = channel.unary_unary(SERVICE + method, request_serializer=type(request).SerializeToString,
+                               response_deserializer=response_type.FromString)
+    try:
+        return call(request, timeout=CHECK_TIMEOUT_S, metadata=tuple(metadata) or None)
+    except grpc.RpcError as exc:
+        raise TargetUnavailable(f"{method} for model {server} failed: {exc.code().name}: "
+                                f"{exc.details()}") from None
+
+
+def _input_for(meta: pb.ModelMetadataResponse, server: ServerModel, model: str,
+               shape: tuple[int, ...]) -> str:
+    """The name of the model's one FP32 input, if ``shape`` fits it (-1: any size)."""
+    if len(meta.inputs) != 1:
+        raise TargetMismatch(f"model {server} has {len(meta.inputs)} inputs "
+                             f"({', '.join(i.name for i in meta.inputs)}); fastload sends one")
+    (tensor,) = meta.inputs
+    if tensor.datatype != DATATYPE:
+        raise TargetMismatch(f"model {server} input {tensor.name!r} is {tensor.datatype}; "
+                             f"fastload sends {DATATYPE}")
+    declared = list(tensor.shape)
+    if len(declared) != len(shape) or any(want not in (-1, dim)
+                                          for want, dim in zip(declared, shape)):
+        raise TargetMismatch(f"model {server} input {tensor.name!r} has shape {declared}; the "
+                             f"workload sends {model} as {list(shape)} "
+                             f"({math.prod(shape)} values)")
+    return tensor.name

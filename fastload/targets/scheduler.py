@@ -1,0 +1,45 @@
+"""The spec's protocol: scheduler.SchedulerService/Infer with an InferRequest (_encode.pyx)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Mapping, Sequence
+
+import grpc
+
+from fastload._encode import RequestEncoder
+from fastload._pb.scheduler_pb2 import InferResponse
+from fastload.metrics import STATUS_OK
+from fastload.targets.base import Encode, status_name, tensor_seed
+
+
+@dataclass(frozen=True)
+class SchedulerTarget:
+    """Every model goes to the one Infer method; the scheduler answers success or expiry."""
+
+    model_shapes: Mapping[str, tuple[int, ...]]
+    seed: int
+    tensor_field: int
+    fresh_tensors: bool
+    method: str = "/scheduler.SchedulerService/Infer"
+
+    def prepare(self, channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        """Nothing to ask: the proto has no metadata call; a bad request fails per sample."""
+
+    def encoders(self, sender: int) -> dict[str, Encode]:
+        encoders = {}
+        for model, shape in self.model_shapes.items():
+            encoder = RequestEncoder(shape, tensor_field=self.tensor_field,
+                                     fresh=self.fresh_tensors,
+                                     seed=tensor_seed(self.seed, sender, model))
+            for _ in range(encoder.pool_size):  # the model name is part of the reused bytes
+                encoder.encode(1, time.time_ns(), model)
+            encoders[model] = partial(encoder.encode, model_name=model)
+        return encoders
+
+    def outcome(self, call: grpc.Future) -> tuple[str, bool]:
+        code = call.code()
+        if code is grpc.StatusCode.OK:
+            return STATUS_OK, InferResponse.FromString(call.result()).success
+        return status_name(code), False

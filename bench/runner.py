@@ -66,9 +66,13 @@ RUN_TIMEOUT_MARGIN_S = 120.0
 
 # --- The contract with the contender scripts ----------------------------------------------------
 
-def client_args(description: str) -> argparse.Namespace:
-    """The command line every contender script takes."""
+def client_args(description: str,
+                extra: Callable[[argparse.ArgumentParser], object] | None = None
+                ) -> argparse.Namespace:
+    """The command line every contender script takes; ``extra`` adds a script's own flags."""
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--target", required=True, help="scheduler host:port")
     parser.add_argument("--qps", type=float, required=True, help="LoadGen server_target_qps")
     parser.add_argument("--duration-ms", type=int, required=True, help="LoadGen min duration")
@@ -134,10 +138,10 @@ class Contender:
     cwd: Path = REPO_ROOT
 
 
-def _script(file_name: str) -> Callable[[str, float, int, int, Path], list[str]]:
+def _script(file_name: str, *flags: str) -> Callable[[str, float, int, int, Path], list[str]]:
     def argv(target: str, qps: float, duration_ms: int, seed: int, out: Path) -> list[str]:
         return [sys.executable, str(BENCH_DIR / file_name), "--target", target, "--qps", f"{qps:g}",
-                "--duration-ms", str(duration_ms), "--seed", str(seed), "--out", str(out)]
+                "--duration-ms", str(duration_ms), "--seed", str(seed), "--out", str(out), *flags]
     return argv
 
 
@@ -156,6 +160,13 @@ CONTENDERS = (
     Contender("floor", "constant request, grpcio future, nothing else", _script("client_floor.py")),
     Contender("fastload", "python -m fastload (defaults)", _fastload()),
     Contender("fastload-fresh", "python -m fastload --fresh-tensors", _fastload("--fresh-tensors")),
+    # KServe v2 against the same reference scheduler (issue 12); tritonclient needs protobuf < 7.
+    Contender("fastload-kserve", "python -m fastload --protocol kserve",
+              _fastload("--protocol", "kserve")),
+    Contender("tritonclient", "tritonclient async_infer, fresh np.random.rand tensor per request",
+              _script("client_tritonclient.py")),
+    Contender("tritonclient-reuse", "tritonclient async_infer, one numpy tensor reused",
+              _script("client_tritonclient.py", "--reuse-tensor")),
     Contender("empty", "LoadGen, callback completes at once (CV reference)",
               _script("client_empty.py"), is_client=False),
 )
@@ -449,7 +460,8 @@ def _ratios(points: list[dict], numerator: str, denominator: str, key: str,
 
 def check_targets(points: list[dict], best: dict[str, float | None],
                   throughput_only: dict[str, float | None]) -> list[tuple[bool | None, str]]:
-    """Issue 5's targets, each as (passed, one line); None when the ladder could not decide."""
+    """The targets of the issues whose contenders ran (5: fastload vs spec and floor; 12:
+    fastload-kserve vs tritonclient), each as (passed, one line); None when undecided."""
     checks: list[tuple[bool | None, str]] = []
     key = "steady_cpu_us_per_request"
 
@@ -463,41 +475,52 @@ def check_targets(points: list[dict], best: dict[str, float | None],
         checks.append((test(median), f"{claim}: median {num}/{den} steady CPU ratio "
                                      f"{median:.2f} (per rate {per_rate})"))
 
-    ratio_check("fastload", "floor", True, lambda r: r <= 1.3,
-                "fastload client CPU/request <= 1.3x floor")
-    ratio_check("spec", "fastload", False, lambda r: r >= 10,
-                "fastload client CPU/request >= 10x below spec")
-    floor_ratios = _ratios(points, "spec", "floor", key, False)
-    if floor_ratios and checks[-1][0] is not None:
-        checks[-1] = (checks[-1][0], checks[-1][1] + f"; for scale, spec/floor median "
-                      f"{statistics.median(floor_ratios.values()):.2f}")
-    fl, floor, spec = best.get("fastload"), best.get("floor"), best.get("spec")
-    if fl is None or floor is None:
-        checks.append((False if fl is None else None,
-                       f"fastload max sustained QPS >= 0.9x floor: fastload {fl}, floor {floor}"))
-    else:
-        checks.append((fl >= 0.9 * floor,
-                       f"fastload max sustained QPS >= 0.9x floor: {fl:g} vs {floor:g} "
-                       f"({fl / floor:.2f}x)"))
-    if "spec" not in best:
-        checks.append((None, "fastload max sustained QPS >= 5x spec: spec not run"))
-    elif fl is None:
-        checks.append((False, f"fastload max sustained QPS >= 5x spec: fastload sustained no rate"))
-    else:
-        checks.append((fl >= 5 * (spec or 0),
-                       f"fastload max sustained QPS >= 5x spec: {fl:g} vs "
-                       + (f"{spec:g} ({fl / spec:.1f}x)" if spec else "spec sustained no rate")
-                       + f"; spec ignoring send lag: {throughput_only.get('spec') or 'none'}"))
-    at_500 = next((p for p in points if p["contender"] == "fastload" and p["target_qps"] == 500),
-                  None)
-    if at_500 is None or at_500["achieved_pct_of_schedule"] is None:
-        checks.append((None, "fastload at 500 QPS: not measured"))
-    else:
-        pct, cv = at_500["achieved_pct_of_schedule"], at_500["issue_cv"]
-        checks.append((abs(pct - 100) <= 2 and cv is not None and abs(cv - 1) <= 0.1,
-                       f"fastload at 500 QPS achieved within 2 % and issue CV within 0.1 of 1: "
-                       f"{pct:.1f} % of schedule ({at_500['achieved_qps']:.1f} QPS), CV "
-                       f"{_fmt(cv, 3)} (empty callback {_fmt(at_500['empty_issue_cv'], 3)})"))
+    ran = set(client_names(points))
+    if "fastload" in ran:  # issue 5's targets
+        ratio_check("fastload", "floor", True, lambda r: r <= 1.3,
+                    "fastload client CPU/request <= 1.3x floor")
+        ratio_check("spec", "fastload", False, lambda r: r >= 10,
+                    "fastload client CPU/request >= 10x below spec")
+        floor_ratios = _ratios(points, "spec", "floor", key, False)
+        if floor_ratios and checks[-1][0] is not None:
+            checks[-1] = (checks[-1][0], checks[-1][1] + f"; for scale, spec/floor median "
+                          f"{statistics.median(floor_ratios.values()):.2f}")
+        fl, floor, spec = best.get("fastload"), best.get("floor"), best.get("spec")
+        if fl is None or floor is None:
+            checks.append((False if fl is None else None,
+                           f"fastload max sustained QPS >= 0.9x floor: fastload {fl}, "
+                           f"floor {floor}"))
+        else:
+            checks.append((fl >= 0.9 * floor,
+                           f"fastload max sustained QPS >= 0.9x floor: {fl:g} vs {floor:g} "
+                           f"({fl / floor:.2f}x)"))
+        if "spec" not in best:
+            checks.append((None, "fastload max sustained QPS >= 5x spec: spec not run"))
+        elif fl is None:
+            checks.append((False, "fastload max sustained QPS >= 5x spec: fastload sustained "
+                                  "no rate"))
+        else:
+            checks.append((fl >= 5 * (spec or 0),
+                           f"fastload max sustained QPS >= 5x spec: {fl:g} vs "
+                           + (f"{spec:g} ({fl / spec:.1f}x)" if spec else "spec sustained no rate")
+                           + f"; spec ignoring send lag: {throughput_only.get('spec') or 'none'}"))
+        at_500 = next((p for p in points
+                       if p["contender"] == "fastload" and p["target_qps"] == 500), None)
+        if at_500 is None or at_500["achieved_pct_of_schedule"] is None:
+            checks.append((None, "fastload at 500 QPS: not measured"))
+        else:
+            pct, cv = at_500["achieved_pct_of_schedule"], at_500["issue_cv"]
+            checks.append((abs(pct - 100) <= 2 and cv is not None and abs(cv - 1) <= 0.1,
+                           f"fastload at 500 QPS achieved within 2 % and issue CV within 0.1 "
+                           f"of 1: "
+                           f"{pct:.1f} % of schedule ({at_500['achieved_qps']:.1f} QPS), CV "
+                           f"{_fmt(cv, 3)} (empty callback {_fmt(at_500['empty_issue_cv'], 3)})"))
+    if "fastload-kserve" in ran:  # issue 12's targets
+        ratio_check("fastload-kserve", "tritonclient-reuse", True, lambda r: r < 1,
+                    "KServe: fastload (unique tensors) client CPU/request below tritonclient "
+                    "reusing one tensor")
+        ratio_check("fastload-kserve", "tritonclient", True, lambda r: r <= 0.5,
+                    "KServe: fastload client CPU/request <= 1/2 tritonclient with fresh tensors")
     return checks
 
 
@@ -607,9 +630,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, metavar="LADDER_JSON",
                         help="measure nothing: reprint the table and redraw the PNG from a "
                              "ladder.json written earlier")
-    parser.add_argument("--contenders", default=",".join(c.name for c in CONTENDERS
-                                                         if c.is_client),
-                        help="comma-separated clients to run (default all: %(default)s); the "
+    parser.add_argument("--contenders", default="spec,floor,fastload,fastload-fresh",
+                        help="comma-separated clients to run (default %(default)s; also "
+                             "fastload-kserve, tritonclient, tritonclient-reuse); the "
                              "empty-callback reference always runs")
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                         help="also run `python -m fastload` from another checkout as "

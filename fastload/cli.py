@@ -11,10 +11,16 @@ from typing import NoReturn, Sequence
 
 from fastload.arrivals.trace import TraceError, load_trace
 from fastload.schedule import RateSchedule, ScheduleError, parse_schedule
+from fastload.scheduler.policies import POLICIES
+from fastload.thresholds import ThresholdError, parse_threshold
 from fastload.workload import WORKLOAD_FRACTIONS, Workload, WorkloadError, builtin_workload, \
     load_workload_file
 
 TENSOR_FIELDS = {"raw": 6, "float": 4}
+# Four simulated GPUs give ~550 QPS of capacity for the built-in mixes: at 500 QPS the reference
+# scheduler runs near saturation, where the priority policy has something to do.
+DEFAULT_EMBEDDED_POLICY = "priority"
+DEFAULT_EMBEDDED_GPUS = 4
 DEFAULT_TOTAL_QPS = 30.0
 DEFAULT_DURATION_MS = 60000
 _METADATA_KEY = re.compile(r"^[a-z0-9_.-]+$")
@@ -70,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one LoadGen test per class, each in its own process (the spec's topology)")
     p.add_argument("--embedded", action="store_true",
                    help="start the reference scheduler on a free loopback port and target it")
+    p.add_argument("--embedded-policy", choices=sorted(POLICIES),
+                   help=f"the embedded scheduler's queue order (default "
+                        f"{DEFAULT_EMBEDDED_POLICY})")
+    p.add_argument("--embedded-gpus", type=int,
+                   help=f"the embedded scheduler's simulated GPUs (default "
+                        f"{DEFAULT_EMBEDDED_GPUS})")
+    p.add_argument("--quiet", action="store_true",
+                   help="no live status line on stderr")
+    p.add_argument("--fail-if", action="append", default=[], metavar="ROW.FIELD<OP>NUMBER",
+                   help="exit 6 if the condition holds for the summary, e.g. "
+                        "'tier1_urgent.attainment<99' or 'all.p99>250' (ms); repeatable")
     p.add_argument("--protocol", choices=("scheduler", "kserve"), default="scheduler",
                    help="scheduler: the spec's SchedulerService/Infer (default); kserve: KServe "
                         "v2 ModelInfer (Triton, KServe, MLServer, OpenVINO Model Server)")
@@ -134,6 +151,15 @@ def parse_config(argv: Sequence[str] | None = None):
     tls_config = _tls_config(args)
     metadata = tuple(_metadata_pair(item) for item in args.metadata)
     kserve = _kserve_options(args, workload)
+    _require(args.embedded or (args.embedded_policy is None and args.embedded_gpus is None),
+             "--embedded-policy and --embedded-gpus need --embedded")
+    _require(args.embedded_gpus is None or 1 <= args.embedded_gpus <= 4096,
+             f"--embedded-gpus must be in [1, 4096], got {args.embedded_gpus}")
+    try:
+        thresholds = tuple(parse_threshold(text, [c.label for c in workload.classes])
+                           for text in args.fail_if)
+    except ThresholdError as exc:
+        raise UsageError(str(exc)) from None
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     return RunConfig(
         scheduler_url=args.scheduler_url, schedule=schedule, burstiness=args.burstiness,
@@ -144,6 +170,9 @@ def parse_config(argv: Sequence[str] | None = None):
         fresh_tensors=args.fresh_tensors, timeout_ms=args.timeout_ms,
         max_inflight=args.max_inflight, per_class=args.loadgen_per_class, embedded=args.embedded,
         tls=tls_config, metadata=metadata, kserve=kserve,
+        embedded_policy=args.embedded_policy or DEFAULT_EMBEDDED_POLICY,
+        embedded_gpus=args.embedded_gpus or DEFAULT_EMBEDDED_GPUS,
+        progress=not args.quiet, thresholds=thresholds,
     )
 
 

@@ -137,6 +137,10 @@ class Recorder:
         self._open[record.sample_id] = record  # a dict store is atomic
         return record
 
+    def pending(self) -> tuple[int, int]:
+        """Records not yet handed to ``consume``: (open ones, closed ones awaiting a flush)."""
+        return len(self._open), len(self._closed)
+
     def close(self, record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
         """Finish a record once; a later close (gRPC after the watchdog) returns False."""
         with self._lock:

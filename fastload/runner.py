@@ -10,7 +10,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import grpc
 
@@ -21,6 +21,7 @@ from fastload.dispatch import Dispatcher
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder
 from fastload.outputs import RunOutputs
+from fastload.progress import Progress
 from fastload.schedule import RateSchedule
 from fastload.scheduler.cli import DEFAULT_SERVICE_MS
 from fastload.scheduler.spawn import SchedulerProcess
@@ -28,6 +29,7 @@ from fastload.summary import RunStats, format_summary, summarize, write_json
 from fastload.targets.base import Target, TargetUnavailable
 from fastload.targets.kserve import KServeOptions, KServeTarget
 from fastload.targets.scheduler import SchedulerTarget
+from fastload.thresholds import Threshold
 from fastload.workload import Workload
 
 # Exit codes (documented in the README).
@@ -37,11 +39,9 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_LOADGEN_FAILED = 4
 EXIT_OUTPUT_FAILED = 5
+EXIT_THRESHOLD = 6
 # SIGINT/SIGTERM exit 128 + the signal number: 130 / 143.
 
-# Four simulated GPUs give ~550 QPS of capacity for the built-in mixes: at 500 QPS the reference
-# scheduler runs near saturation, where the priority policy has something to do.
-EMBEDDED_SCHEDULER_ARGS = ("--policy", "priority", "--gpus", "4")
 # Room for a tensor of any reasonable shape plus headers.
 CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", -1),
@@ -77,6 +77,10 @@ class RunConfig:
     tls: TlsConfig | None = None
     metadata: tuple[tuple[str, str], ...] = ()
     kserve: KServeOptions | None = None  # --protocol kserve; None: the spec's SchedulerService
+    embedded_policy: str = "priority"  # the embedded scheduler's --policy and --gpus
+    embedded_gpus: int = 4
+    progress: bool = True  # the live status line on stderr (off: --quiet)
+    thresholds: tuple[Threshold, ...] = ()  # --fail-if: exit 6 when one holds
 
     @property
     def summary_json(self) -> Path:
@@ -129,12 +133,13 @@ def run(config: RunConfig) -> int:
             try:
                 address = config.scheduler_url
                 if config.embedded:
+                    policy = ("--policy", config.embedded_policy,
+                              "--gpus", str(config.embedded_gpus))
                     scheduler = stack.enter_context(
-                        SchedulerProcess(*EMBEDDED_SCHEDULER_ARGS,
-                                         *_embedded_input_shapes(config.workload)))
+                        SchedulerProcess(*policy, *_embedded_input_shapes(config.workload)))
                     address = scheduler.address
                     print(f"fastload: embedded reference scheduler on {address} "
-                          f"({' '.join(EMBEDDED_SCHEDULER_ARGS)})", flush=True)
+                          f"({' '.join(policy)})", flush=True)
                 channel = _open_channel(config, address)
                 _check_reachable(channel, address, config.tls is not None)
                 target = _target(config)
@@ -159,7 +164,13 @@ def run(config: RunConfig) -> int:
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
             arrivals.go(start_mono_ns)
-            recorder = Recorder(outputs.open_csv(), stats.add, config.schedule, start_mono_ns)
+            # Every plan runs for its duration_ms (per-class tests may run longer than asked).
+            progress = Progress(max(plan.duration_ms for plan in plans) / 1000, start_mono_ns,
+                                lambda: recorder.pending())
+            recorder = Recorder(outputs.open_csv(), _both(stats.add, progress.add),
+                                config.schedule, start_mono_ns)
+            if config.progress:
+                progress.start()
             try:
                 with without_gc_pauses():
                     finished = dispatcher.serve(arrivals, recorder, stop)
@@ -174,6 +185,7 @@ def run(config: RunConfig) -> int:
                 dispatcher.close()
                 arrivals.close()
                 recorder.finish()
+                progress.stop()
                 # Closing waits for every call gRPC still holds: after forced timeouts it could
                 # wait as long as the peer stays frozen, so the process exit cleans up instead.
                 if not dispatcher.forced_timeouts:
@@ -195,6 +207,9 @@ def run(config: RunConfig) -> int:
     print(format_summary(summary), flush=True)
     if config.embedded:
         print(f"reference scheduler: {scheduler_stats}", flush=True)
+    held = [line for line in (t.check(summary) for t in config.thresholds) if line]
+    for line in held:
+        print(f"fastload: --fail-if {line}", file=sys.stderr, flush=True)
     if interrupted:
         return 128 + stop_signals[0]
     if lost:
@@ -206,7 +221,18 @@ def run(config: RunConfig) -> int:
               f"({recorder.write_error.strerror}); the summary counts every sample",
               file=sys.stderr)
         return EXIT_OUTPUT_FAILED
+    if held:
+        return EXIT_THRESHOLD
     return EXIT_REQUEST_ERRORS if summary.overall.errors else EXIT_OK
+
+
+def _both(first: Callable[[Sequence], None], second: Callable[[Sequence], None]
+          ) -> Callable[[Sequence], None]:
+    """One consumer that hands each batch of written records to two."""
+    def consume(records: Sequence) -> None:
+        first(records)
+        second(records)
+    return consume
 
 
 def _open_channel(config: RunConfig, target: str) -> grpc.Channel:

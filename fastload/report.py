@@ -158,6 +158,15 @@ def _peaks(runs: list[Run]) -> list[Run]:
     return list(peak.values())
 
 
+def _save(fig, title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_attainment_vs_load(runs: list[Run], path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -178,11 +187,8 @@ def plot_attainment_vs_load(runs: list[Run], path: Path) -> None:
                ylim=(-2, 102))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("SLO attainment %")
-    axes[0][-1].legend(fontsize="small")
-    fig.suptitle("SLO attainment against offered load")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    axes[0][-1].legend(fontsize="small", loc="lower left")
+    _save(fig, "SLO attainment against offered load", path)
 
 
 def plot_latency_cdfs(runs: list[Run], path: Path) -> None:
@@ -207,10 +213,7 @@ def plot_latency_cdfs(runs: list[Run], path: Path) -> None:
         ax.axis("off")
     axes[0][0].set_ylabel("fraction of answered samples")
     axes[0][0].legend(fontsize="small")
-    fig.suptitle("Latency CDF per class (each series at its highest offered load)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "Latency CDF per class (each series at its highest offered load)", path)
 
 
 def plot_over_time(runs: list[Run], path: Path) -> None:
@@ -239,10 +242,8 @@ def plot_over_time(runs: list[Run], path: Path) -> None:
         attainment_ax.legend(fontsize="small")
         for ax in (latency_ax, attainment_ax):
             ax.grid(alpha=0.3)
-    fig.suptitle("Latency and SLO attainment over time (each series at its highest offered load)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "Latency and SLO attainment over time (each series at its highest offered load)",
+          path)
 
 
 FIGURES = (("attainment", plot_attainment_vs_load), ("latency_cdf", plot_latency_cdfs),

@@ -7,8 +7,9 @@ import random
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
+from fastload.argparsing import OneLineParser
 from fastload.arrivals.trace import TraceError, load_trace
 from fastload.schedule import RateSchedule, ScheduleError, parse_schedule
 from fastload.scheduler.policies import POLICIES
@@ -31,13 +32,8 @@ class UsageError(ValueError):
     """A flag value that cannot be used; printed as one line, exit 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="fastload",
         description="MLPerf LoadGen (Server scenario, Poisson arrivals) traffic for a "
                     "priority-aware inference scheduler over gRPC.",

@@ -6,13 +6,13 @@ plain line is printed every few seconds, for logs.
 """
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
 from typing import Callable, Sequence, TextIO
 
 from fastload.metrics import ANSWERED, Record
+from fastload.summary import nearest_rank
 
 TTY_PERIOD_S = 1.0
 LOG_PERIOD_S = 5.0
@@ -79,14 +79,10 @@ class Progress:
             window, self._window_ns = self._window_ns, []
         open_count, unflushed = self._pending()
         issued = written + open_count + unflushed
-        p99 = f"{_nearest_rank(window, 0.99) / 1e6:.1f} ms" if window else "–"
+        window.sort()
+        p99 = f"{window[nearest_rank(len(window), 99) - 1] / 1e6:.1f} ms" if window else "–"
         attainment = f"{100 * met / written:.1f} %" if written else "–"
         return (f"fastload: {min(elapsed_s, self._duration_s):5.1f}/{self._duration_s:.1f} s  "
                 f"issued {issued:,}  {issued / elapsed_s if elapsed_s > 0 else 0:.1f} QPS  "
                 f"in flight {open_count:,}  errors {errors:,}  "
                 f"p99 (last {self._period_s:g} s) {p99}  SLO met {attainment}")
-
-
-def _nearest_rank(values: list[int], q: float) -> int:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]

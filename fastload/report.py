@@ -10,7 +10,6 @@ over time, both at each series' highest offered load.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import html
@@ -21,11 +20,13 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from fastload.argparsing import OneLineParser
 from fastload.metrics import ANSWERED
+from fastload.summary import nearest_rank
 
 PROG = "python -m fastload.report"
 TIME_BIN_S = 1.0
@@ -112,11 +113,11 @@ def _row(run: Run, mask: np.ndarray, tier: int | str, slo: str) -> ClassRow:
                     (len(issues) - 1) / span_s if span_s > 0 else None)
 
 
-def nearest_rank_ms(sorted_ns: np.ndarray, q: float) -> float | None:
+def nearest_rank_ms(sorted_ns: np.ndarray, q: int) -> float | None:
     """The smallest latency with at least q % of samples at or below it, in ms."""
     if len(sorted_ns) == 0:
         return None
-    return float(sorted_ns[max(0, math.ceil(q * len(sorted_ns) / 100) - 1)]) / 1e6
+    return float(sorted_ns[nearest_rank(len(sorted_ns), q) - 1]) / 1e6
 
 
 def _pct(flags: np.ndarray) -> float | None:
@@ -318,13 +319,8 @@ tr.overall {{ font-weight: bold; background: #f3f3f3; }}
     return [output, numbers, *written]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="fastload CSV files, sweep folders")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                         help="the HTML file; PNGs and a JSON of the numbers go beside it "

@@ -25,6 +25,13 @@ _HISTOGRAM_RANGE_US = (1, 86_400_000_000, 3)
 PERCENTILES = (50, 95, 99)
 
 
+def nearest_rank(n: int, q: int) -> int:
+    """The 1-based rank of the q-th percentile of n values, nearest-rank method: the smallest
+    value with at least q % of the values at or below it is the ceil(q * n / 100)-th (at least
+    the first); computed in integers, so no float rounding moves it."""
+    return max(1, -(-q * n // 100))
+
+
 class ClassStats:
     """What the summary needs of one class, updated record by record."""
 
@@ -78,7 +85,7 @@ class ClassStats:
         n = self.latency_us.get_total_count()
         if n == 0:
             return (math.nan,) * len(PERCENTILES)
-        ranks = (-(-q * n // 100) for q in PERCENTILES)  # ceil(q * n / 100) in integers
+        ranks = (nearest_rank(n, q) for q in PERCENTILES)
         return tuple(self.latency_us.get_value_at_percentile(100 * rank / n) / 1000
                      for rank in ranks)
 

@@ -14,8 +14,9 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
+from fastload.argparsing import OneLineParser
 from fastload.cli import UsageError, parse_config
 from fastload.cli import main as run_main
 from fastload.workload import WORKLOAD_FRACTIONS, WorkloadError
@@ -26,11 +27,6 @@ SET_PER_POINT = ("--total-qps", "--metrics-csv", "--output-dir", "--qps-schedule
 # Exit codes of a point that end the sweep: the rest would fail the same way.
 FATAL = (2, 3, 4, 5)
 _STOP_WHEN = re.compile(r"^\s*attainment\s*<\s*(\d+(?:\.\d*)?)\s*$", re.IGNORECASE)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,7 @@ def parse_rates(text: str) -> list[float]:
 
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: `--embedded` (a run flag) must not read as `--embedded-policy`.
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0], allow_abbrev=False,
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0], allow_abbrev=False,
                 epilog="Any other flag is passed to every run (see python -m fastload --help).")
     p.add_argument("--qps", required=True,
                    help="offered loads: 100,200,400,800 or 100:1000:100 (stop included)")

@@ -9,8 +9,9 @@ import asyncio
 import math
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Sequence
 
+from fastload.argparsing import OneLineParser
 from fastload.memory import keep_freed_buffers
 from fastload.scheduler.policies import POLICIES
 from fastload.scheduler.server import Config, ListenError, ServerTls, serve
@@ -19,13 +20,6 @@ PROG = "python -m fastload.scheduler"
 DEFAULT_SERVICE_MS = {"resnet50": 5.0, "vit": 15.0}
 # The input shape KServe's ModelMetadata reports for a model without --input-shape.
 DEFAULT_INPUT_SHAPE = (-1, 3, 224, 224)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad flags give one line on stderr and exit 2, so scripts can show it as is."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _model_ms(text: str) -> tuple[str, float]:
@@ -70,7 +64,7 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Reference scheduler: queues requests by policy on simulated GPUs; serves "
         "scheduler.SchedulerService and KServe v2 (inference.GRPCInferenceService) on one port.",

@@ -18,6 +18,8 @@ from fastload._tensor cimport PooledEncoder
 from fastload._wire cimport (WIRE_LEN, WIRE_VARINT, checked_int, len_prefix, put_varint,
                              varint_bytes, varint_len)
 
+from fastload._tensor import DEFAULT_POOL_SIZE
+
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
 
@@ -35,7 +37,7 @@ cdef class RequestEncoder(PooledEncoder):
     cdef bytes _shape_field  # field 5, fixed for the encoder's lifetime
     cdef bytes _tensor_header  # tag and length of the tensor field; empty for empty tensors
 
-    def __init__(self, shape, *, pool_size=8, tensor_field=FIELD_RAW, fresh=False, seed=0):
+    def __init__(self, shape, *, pool_size=DEFAULT_POOL_SIZE, tensor_field=FIELD_RAW, fresh=False, seed=0):
         if tensor_field not in (FIELD_FLOAT, FIELD_RAW):
             raise ValueError(f"tensor_field must be {FIELD_FLOAT} (input_tensor) or "
                              f"{FIELD_RAW} (input_tensor_raw), got {tensor_field}")

@@ -17,6 +17,8 @@ from fastload._tensor cimport PooledEncoder
 from fastload._wire cimport (checked_int, len_field, len_prefix, put_padded_varint,
                              varint_bytes, varint_len)
 
+from fastload._tensor import DEFAULT_POOL_SIZE
+
 DATATYPE = "FP32"
 # `timeout` is written in 5 varint bytes: up to 2**35 - 1 µs, 9.5 hours.
 cdef enum:
@@ -48,7 +50,7 @@ cdef class KServeEncoder(PooledEncoder):
 
     def __init__(self, shape, *, str model_name not None, str input_name not None,
                  str model_version not None="", priorities=None, bint timeout=True,
-                 pool_size=8, fresh=False, seed=0):
+                 pool_size=DEFAULT_POOL_SIZE, fresh=False, seed=0):
         PooledEncoder.__init__(self, shape, pool_size=pool_size, fresh=fresh, seed=seed)
         self.model_name, self.model_version, self.input_name = (model_name, model_version,
                                                                 input_name)

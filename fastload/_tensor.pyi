@@ -2,6 +2,8 @@
 from typing import Sequence
 
 MAX_TENSOR_NBYTES: int
+# Requests each encoder keeps in rotation: a request's bytes stay valid for this many calls.
+DEFAULT_POOL_SIZE: int
 
 class TensorSource:
     """``pool_size`` random float32 tensors in [0, 1) (numpy's default_rng(seed)) used in

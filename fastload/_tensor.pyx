@@ -18,6 +18,9 @@ cdef enum:
     STAMP_BITS = 22
     STAMP_VALUES = 3
 
+# Requests each encoder keeps in rotation: a request's bytes stay valid for this many calls.
+DEFAULT_POOL_SIZE = 8
+
 # protobuf refuses messages of 2 GiB and more; keep the tensor well inside that.
 MAX_TENSOR_NBYTES = 2**31 - 2**20
 
@@ -37,7 +40,7 @@ cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
 cdef class TensorSource:
     """A pool of random tensors used in rotation and stamped per request, or fresh values."""
 
-    def __init__(self, shape, *, Py_ssize_t pool_size=8, bint fresh=False, seed=0):
+    def __init__(self, shape, *, Py_ssize_t pool_size=DEFAULT_POOL_SIZE, bint fresh=False, seed=0):
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         if not 0 <= seed < 2**64:
@@ -126,7 +129,7 @@ cdef class PooledEncoder:
     """What every encoder shares: its tensors, one reusable request per pool slot (request k
     uses slot k % pool_size) and the request counter."""
 
-    def __init__(self, shape, *, pool_size=8, fresh=False, seed=0):
+    def __init__(self, shape, *, pool_size=DEFAULT_POOL_SIZE, fresh=False, seed=0):
         self._tensor = TensorSource(shape, pool_size=pool_size, fresh=fresh, seed=seed)
         self._requests = [None] * self._tensor.pool_size
         self._encoded = 0

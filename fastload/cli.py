@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import random
 import re
@@ -24,6 +25,8 @@ DEFAULT_EMBEDDED_POLICY = "priority"
 DEFAULT_EMBEDDED_GPUS = 4
 DEFAULT_TOTAL_QPS = 30.0
 DEFAULT_DURATION_MS = 60000
+MAX_PROCESSES = 256
+MAX_SHARDS = 1024
 _METADATA_KEY = re.compile(r"^[a-z0-9_.-]+$")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -67,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-request gRPC deadline (default %(default)s)")
     p.add_argument("--max-inflight", type=int, default=1024,
                    help="requests in flight at most; samples over it complete at once as "
-                        "CLIENT_OVERLOAD (default %(default)s)")
+                        "CLIENT_OVERLOAD (default %(default)s; split evenly over --processes)")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="sender processes, each with its own gRPC channel and encoders, for "
+                        "rates one process's GIL cannot carry; 1: this process sends "
+                        "(default %(default)s)")
     p.add_argument("--loadgen-per-class", action="store_true",
                    help="one LoadGen test per class, each in its own process (the spec's topology)")
     p.add_argument("--embedded", action="store_true",
@@ -120,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--client-key", type=Path, help="PEM client key, for mutual TLS")
     tls.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
                      help="gRPC metadata on every call, e.g. authorization='Bearer T'; repeatable")
+    ray = p.add_argument_group("several machines (needs Ray: pip install 'fastload[ray]')")
+    ray.add_argument("--ray", metavar="ADDRESS",
+                     help="run as --shards shards on a Ray cluster, merged into one CSV and "
+                          "summary: auto (the cluster `ray start` made), local (a throwaway Ray "
+                          "on this machine) or HOST:PORT")
+    ray.add_argument("--shards", type=int, metavar="K",
+                     help="shards for --ray, spread over its nodes, each at 1/K of the rate "
+                          "(default: one per node)")
     return p
 
 
@@ -135,6 +150,8 @@ def parse_config(argv: Sequence[str] | None = None):
              f"--min-query-count must be >= 0, got {args.min_query_count}")
     _require(args.timeout_ms > 0, f"--timeout-ms must be > 0, got {args.timeout_ms}")
     _require(args.max_inflight > 0, f"--max-inflight must be > 0, got {args.max_inflight}")
+    _require(1 <= args.processes <= MAX_PROCESSES,
+             f"--processes must be in [1, {MAX_PROCESSES}], got {args.processes}")
     _require(args.seed is None or args.seed >= 0, f"--seed must be >= 0, got {args.seed}")
     if not args.embedded:
         _check_url(args.scheduler_url)
@@ -151,6 +168,12 @@ def parse_config(argv: Sequence[str] | None = None):
              "--embedded-policy and --embedded-gpus need --embedded")
     _require(args.embedded_gpus is None or 1 <= args.embedded_gpus <= 4096,
              f"--embedded-gpus must be in [1, 4096], got {args.embedded_gpus}")
+    _require(args.shards is None or args.ray is not None, "--shards needs --ray")
+    _require(args.shards is None or 1 <= args.shards <= MAX_SHARDS,
+             f"--shards must be in [1, {MAX_SHARDS}], got {args.shards}")
+    # Found, not imported: Ray is imported only once a sharded run starts.
+    _require(args.ray is None or importlib.util.find_spec("ray") is not None,
+             "--ray needs Ray, which is not installed: pip install 'fastload[ray]'")
     try:
         thresholds = tuple(parse_threshold(text, [c.label for c in workload.classes])
                            for text in args.fail_if)
@@ -168,7 +191,8 @@ def parse_config(argv: Sequence[str] | None = None):
         tls=tls_config, metadata=metadata, kserve=kserve,
         embedded_policy=args.embedded_policy or DEFAULT_EMBEDDED_POLICY,
         embedded_gpus=args.embedded_gpus or DEFAULT_EMBEDDED_GPUS,
-        progress=not args.quiet, thresholds=thresholds,
+        progress=not args.quiet, thresholds=thresholds, processes=args.processes,
+        ray_address=args.ray, shards=args.shards,
     )
 
 
@@ -326,7 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fastload.targets.base import TargetMismatch, TargetUnavailable
 
     try:
-        return runner.run(parse_config(argv))
+        config = parse_config(argv)
+        if config.ray_address is not None:
+            from fastload.shards.driver import run_sharded
+            return run_sharded(config)
+        return runner.run(config)
     except (UsageError, WorkloadError, OutputError, TargetMismatch) as exc:
         print(f"fastload: error: {exc}", file=sys.stderr)
         return runner.EXIT_USAGE

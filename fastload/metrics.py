@@ -117,7 +117,7 @@ class Recorder:
 
     def __init__(self, csv_file: TextIO, consume: Callable[[Sequence[Record]], None],
                  schedule: RateSchedule | None = None, start_mono_ns: int = 0) -> None:
-        self._file = csv_file
+        self._csv = StreamedCsv(csv_file)
         self._consume = consume
         self._schedule = schedule
         self._start_mono_ns = start_mono_ns
@@ -128,7 +128,7 @@ class Recorder:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._flush_forever, name="fastload-writer",
                                         daemon=True)
-        self.write_error: OSError | None = None
+        self._write = self._csv.write
         self._write(",".join(CSV_COLUMNS) + "\r\n")
         self._thread.start()
 
@@ -137,9 +137,9 @@ class Recorder:
         self._open[record.sample_id] = record  # a dict store is atomic
         return record
 
-    def pending(self) -> tuple[int, int]:
-        """Records not yet handed to ``consume``: (open ones, closed ones awaiting a flush)."""
-        return len(self._open), len(self._closed)
+    def unflushed(self) -> int:
+        """Closed records not yet handed to ``consume``."""
+        return len(self._closed)
 
     def close(self, record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
         """Finish a record once; a later close (gRPC after the watchdog) returns False."""
@@ -152,6 +152,11 @@ class Recorder:
             del self._open[record.sample_id]
             self._closed.append(record)
         return True
+
+    def add_closed(self, record: Record) -> None:
+        """A record another process opened and closed (--processes): written like the rest."""
+        with self._lock:
+            self._closed.append(record)
 
     def _flush_forever(self) -> None:
         while not self._stopping.wait(FLUSH_PERIOD_S):
@@ -191,17 +196,9 @@ class Recorder:
                 csv_field(str(part)) for part in (record.cls.tier, record.cls.slo, record.model))
         return label
 
-    def _write(self, text: str) -> None:
-        """Write and flush to the OS; after a failure (disk full) keep counting, stop writing."""
-        if self.write_error is not None:
-            return
-        try:
-            self._file.write(text)
-            self._file.flush()
-        except OSError as exc:
-            self.write_error = exc
-            print(f"fastload: error: cannot write {self._file.name} ({exc.strerror}); the run "
-                  f"goes on and its summary counts every sample", file=sys.stderr, flush=True)
+    @property
+    def write_error(self) -> OSError | None:
+        return self._csv.write_error
 
     def finish(self) -> None:
         """Stop the writer, write what is left (samples never completed as NOT_SENT), close."""
@@ -213,6 +210,30 @@ class Recorder:
                 self._closed.append(record)
             self._open.clear()
         self._flush()
+        self._csv.close()
+
+
+class StreamedCsv:
+    """A CSV file that rows reach as they come: each write is flushed to the OS. After a failed
+    write (disk full) it writes no more, so that the run goes on and its summary counts every
+    sample; ``write_error`` says what failed."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self.write_error: OSError | None = None
+
+    def write(self, text: str) -> None:
+        if self.write_error is not None:
+            return
+        try:
+            self._file.write(text)
+            self._file.flush()
+        except OSError as exc:
+            self.write_error = exc
+            print(f"fastload: error: cannot write {self._file.name} ({exc.strerror}); the run "
+                  f"goes on and its summary counts every sample", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
         try:
             self._file.close()
         except OSError as exc:

@@ -28,7 +28,7 @@ class Progress:
                  tty: bool | None = None) -> None:
         self._duration_s = duration_s
         self._start_mono_ns = start_mono_ns
-        self._pending = pending  # (open, closed but unwritten) records: Recorder.pending
+        self._pending = pending  # (calls in flight, closed records not yet written)
         self._stream = stream
         self._tty = stream.isatty() if tty is None else tty
         self._period_s = TTY_PERIOD_S if self._tty else LOG_PERIOD_S

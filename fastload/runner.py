@@ -9,10 +9,12 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import grpc
+import grpc.aio
 
 from fastload.arrivals.loadgen import plan_arrivals, run_loadgen
 from fastload.arrivals.pipe import Arrivals
@@ -23,6 +25,7 @@ from fastload.metrics import Recorder
 from fastload.outputs import RunOutputs
 from fastload.progress import Progress
 from fastload.schedule import RateSchedule
+from fastload.senders import SenderProcesses
 from fastload.scheduler.cli import DEFAULT_SERVICE_MS
 from fastload.scheduler.spawn import SchedulerProcess
 from fastload.summary import RunStats, format_summary, summarize, write_json
@@ -40,6 +43,7 @@ EXIT_UNREACHABLE = 3
 EXIT_LOADGEN_FAILED = 4
 EXIT_OUTPUT_FAILED = 5
 EXIT_THRESHOLD = 6
+EXIT_SHARD_DIED = 7  # --ray: a shard died; the outputs keep the rows it sent
 # SIGINT/SIGTERM exit 128 + the signal number: 130 / 143.
 
 # Room for a tensor of any reasonable shape plus headers.
@@ -61,6 +65,7 @@ class RunConfig:
     # The rate over time (constant unless phases were given); None when a trace is replayed.
     schedule: RateSchedule | None
     burstiness: float | None  # gamma shape for the timer; None: LoadGen's Poisson arrivals
+    # A trace to replay; with burstiness, a Ray shard's part of the driver's gamma plan.
     trace: TimedArrivals | None
     trace_path: Path | None
     workload: Workload
@@ -81,6 +86,9 @@ class RunConfig:
     embedded_gpus: int = 4
     progress: bool = True  # the live status line on stderr (off: --quiet)
     thresholds: tuple[Threshold, ...] = ()  # --fail-if: exit 6 when one holds
+    processes: int = 1  # --processes: sender processes (1: this process sends)
+    ray_address: str | None = None  # --ray: run as shards on this Ray cluster (fastload.shards)
+    shards: int | None = None  # --shards; None: one per Ray node
 
     @property
     def summary_json(self) -> Path:
@@ -113,12 +121,17 @@ class TlsConfig:
         return grpc.ssl_channel_credentials(self.ca_cert, self.client_key, self.client_cert)
 
 
-def run(config: RunConfig) -> int:
+def run(config: RunConfig,
+        before_go: Callable[[Callable[[int], None]], None] | None = None) -> int:
     """Run the test, streaming the CSV; write the JSON summary and LoadGen's logs; return the
     exit code. Raises WorkloadError or OutputError (nothing created), TargetUnavailable or
-    TargetMismatch (nothing sent, nothing left on disk)."""
+    TargetMismatch (nothing sent, nothing left on disk).
+
+    ``before_go`` (a Ray shard's start gate) is called once the target is checked and the
+    arrival processes are ready, just before GO, and may block; it gets the function that stops
+    the run as that signal number would (off the main thread no signal handlers are set)."""
     keep_freed_buffers()
-    plans, entry = _plan_arrivals(config)
+    plans, entry = arrival_plans(config)
     outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir)
     stop = threading.Event()
     stop_signals: list[int] = []
@@ -127,29 +140,27 @@ def run(config: RunConfig) -> int:
         stop_signals.append(signum)
         stop.set()
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Only the main thread may set handlers; a shard runs on a Ray actor's thread.
+    previous = ({s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+                if threading.current_thread() is threading.main_thread() else {})
     try:
         with ExitStack() as stack:
             try:
                 address = config.scheduler_url
                 if config.embedded:
-                    policy = ("--policy", config.embedded_policy,
-                              "--gpus", str(config.embedded_gpus))
-                    scheduler = stack.enter_context(
-                        SchedulerProcess(*policy, *_embedded_input_shapes(config.workload)))
+                    scheduler = stack.enter_context(embedded_scheduler(config))
                     address = scheduler.address
-                    print(f"fastload: embedded reference scheduler on {address} "
-                          f"({' '.join(policy)})", flush=True)
-                channel = _open_channel(config, address)
-                _check_reachable(channel, address, config.tls is not None)
-                target = _target(config)
-                target.prepare(channel, config.metadata)
+                # A blocking channel for the checks before traffic; the load has its own.
+                with open_channel(config.tls, address) as channel:
+                    _check_reachable(channel, address, config.tls is not None)
+                    target = _target(config)
+                    target.prepare(channel, config.metadata)
             except BaseException:
                 outputs.discard()
                 raise
 
             print(f"fastload: seed {config.seed}, {config.workload.name}, "
-                  f"{_describe_arrivals(config, plans)} -> {address}"
+                  f"{describe_arrivals(config, plans)} -> {address}"
                   f"{' (KServe v2)' if config.kserve else ''}", flush=True)
             if config.per_class and plans[0].duration_ms != config.duration_ms:
                 print(f"fastload: every per-class LoadGen test runs {plans[0].duration_ms} ms, "
@@ -159,14 +170,15 @@ def run(config: RunConfig) -> int:
             stats = RunStats(tuple(c for plan in plans for c in plan.classes), len(phases))
             arrivals = Arrivals(plans, entry, multiprocessing.get_context("spawn"))
             arrivals.wait_ready(ARRIVALS_START_TIMEOUT_S)
-            dispatcher = Dispatcher(channel, target, timeout_s=config.timeout_ms / 1000,
-                                    max_inflight=config.max_inflight, metadata=config.metadata)
+            dispatcher = _dispatcher(config, address, target, arrivals)
+            if before_go is not None:
+                before_go(lambda signum: request_stop(signum, None))
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
             arrivals.go(start_mono_ns)
             # Every plan runs for its duration_ms (per-class tests may run longer than asked).
             progress = Progress(max(plan.duration_ms for plan in plans) / 1000, start_mono_ns,
-                                lambda: recorder.pending())
+                                lambda: (dispatcher.in_flight(), recorder.unflushed()))
             recorder = Recorder(outputs.open_csv(), _both(stats.add, progress.add),
                                 config.schedule, start_mono_ns)
             if config.progress:
@@ -186,10 +198,6 @@ def run(config: RunConfig) -> int:
                 arrivals.close()
                 recorder.finish()
                 progress.stop()
-                # Closing waits for every call gRPC still holds: after forced timeouts it could
-                # wait as long as the peer stays frozen, so the process exit cleans up instead.
-                if not dispatcher.forced_timeouts:
-                    channel.close()
             if config.embedded:
                 scheduler_stats = scheduler.stop(signal.SIGINT).stdout.strip()
     finally:
@@ -212,6 +220,10 @@ def run(config: RunConfig) -> int:
         print(f"fastload: --fail-if {line}", file=sys.stderr, flush=True)
     if interrupted:
         return 128 + stop_signals[0]
+    if dispatcher.died:
+        print(f"fastload: error: sender process {dispatcher.died[0]} died before the test "
+              f"ended; the outputs hold every sample the others recorded", file=sys.stderr)
+        return EXIT_LOADGEN_FAILED
     if lost:
         print(f"fastload: error: arrival process {lost[0]} exited before its test ended; "
               f"the outputs hold what it issued", file=sys.stderr)
@@ -235,10 +247,25 @@ def _both(first: Callable[[Sequence], None], second: Callable[[Sequence], None]
     return consume
 
 
-def _open_channel(config: RunConfig, target: str) -> grpc.Channel:
-    if config.tls is None:
-        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.secure_channel(target, config.tls.credentials(), options=CHANNEL_OPTIONS)
+def _dispatcher(config: RunConfig, address: str, target: Target,
+                arrivals: Arrivals) -> Dispatcher | SenderProcesses:
+    """The senders: this process's event loop, or --processes N sender processes."""
+    channel = partial(open_channel, config.tls, address, aio=True)
+    timeout_s = config.timeout_ms / 1000
+    if config.processes > 1:
+        return SenderProcesses(config.processes, arrivals, channel, target, timeout_s,
+                               config.max_inflight, timeout_s + DRAIN_MARGIN_S,
+                               config.metadata, multiprocessing.get_context("spawn"))
+    return Dispatcher(channel, target, timeout_s, config.max_inflight, config.metadata)
+
+
+def open_channel(tls: TlsConfig | None, address: str, aio: bool = False
+                 ) -> grpc.Channel | grpc.aio.Channel:
+    """A channel to the target: blocking, or ``aio`` for the load (made on its event loop)."""
+    channels = grpc.aio if aio else grpc
+    if tls is None:
+        return channels.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return channels.secure_channel(address, tls.credentials(), options=CHANNEL_OPTIONS)
 
 
 def _check_reachable(channel: grpc.Channel, address: str, tls: bool) -> None:
@@ -253,22 +280,23 @@ def _check_reachable(channel: grpc.Channel, address: str, tls: bool) -> None:
         ) from None
 
 
-def _plan_arrivals(config: RunConfig) -> tuple[list, Callable]:
+def arrival_plans(config: RunConfig) -> tuple[list, Callable]:
     """The arrival processes' plans and their entry point: LoadGen for Poisson shapes, the
     timer for gamma arrivals and traces."""
+    if config.burstiness is not None:  # with a trace: a shard's part of a gamma plan
+        classes = config.workload.active_classes(config.schedule.peak_qps)
+        return [TimerPlan("gamma", classes, config.seed, config.schedule,
+                          config.burstiness, trace=config.trace)], run_timer
     if config.trace is not None:
         return [TimerPlan("trace", config.workload.classes, config.seed,
                           trace=config.trace)], run_timer
-    if config.burstiness is not None:
-        classes = config.workload.active_classes(config.schedule.peak_qps)
-        return [TimerPlan("gamma", classes, config.seed, config.schedule,
-                          config.burstiness)], run_timer
     return plan_arrivals(config.workload, config.schedule, config.min_query_count, config.seed,
                          str(config.output_dir), config.per_class), run_loadgen
 
 
-def _describe_arrivals(config: RunConfig, plans: list) -> str:
-    if config.trace is not None:
+def describe_arrivals(config: RunConfig, plans: list) -> str:
+    """The arrivals in a few words, for the line a run starts with."""
+    if config.trace is not None and config.burstiness is None:
         return (f"replaying {config.trace_path} ({len(config.trace.offsets_s)} arrivals over "
                 f"{config.duration_ms} ms)")
     shape = (f"gamma arrivals (shape {config.burstiness:g}, CV {config.burstiness ** -0.5:.2f})"
@@ -284,6 +312,15 @@ def _target(config: RunConfig) -> Target:
     if config.kserve is not None:
         return KServeTarget(config.kserve, shapes, config.seed, config.fresh_tensors)
     return SchedulerTarget(shapes, config.seed, config.tensor_field, config.fresh_tensors)
+
+
+def embedded_scheduler(config: RunConfig, host: str = "127.0.0.1") -> SchedulerProcess:
+    """The reference scheduler --embedded starts, bound to ``host``, said on stdout."""
+    policy = ("--policy", config.embedded_policy, "--gpus", str(config.embedded_gpus))
+    scheduler = SchedulerProcess(*policy, *_embedded_input_shapes(config.workload), host=host)
+    print(f"fastload: embedded reference scheduler on {scheduler.address} "
+          f"({' '.join(policy)})", flush=True)
+    return scheduler
 
 
 def _embedded_input_shapes(workload: Workload) -> list[str]:

@@ -122,6 +122,11 @@ class RateSchedule:
             start += length
         return math.inf
 
+    def scaled(self, factor: float) -> RateSchedule:
+        """The same phases at ``factor`` times the rate (a Ray shard's part of a run)."""
+        return RateSchedule(tuple(Phase(p.duration_ms, p.qps * factor, p.to_qps * factor)
+                                  for p in self.phases))
+
     def describe(self) -> str:
         return ",".join(f"{p.duration_ms}ms@{p.qps:g}" + (f"..{p.to_qps:g}" if p.to_qps != p.qps
                                                           else "") for p in self.phases)

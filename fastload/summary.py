@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from hdrh.histogram import HdrHistogram
 
@@ -256,8 +256,10 @@ def _format_phases(phases: Sequence[PhaseSummary]) -> list[str]:
     return lines
 
 
-def write_json(summary: RunSummary, output_path: str | Path) -> None:
-    """The summary as JSON (NaN becomes null) so scripts need not parse the table."""
+def write_json(summary: RunSummary, output_path: str | Path,
+               extra: Mapping[str, object] | None = None) -> None:
+    """The summary as JSON (NaN becomes null) so scripts need not parse the table; ``extra``
+    adds top-level keys (a sharded run's ``shards``)."""
     def clean(value):
         if isinstance(value, float) and math.isnan(value):
             return None
@@ -267,5 +269,5 @@ def write_json(summary: RunSummary, output_path: str | Path) -> None:
             return [clean(v) for v in value]
         return value
 
-    Path(output_path).write_text(json.dumps(clean(asdict(summary)), indent=2) + "\n",
-                                 encoding="utf-8")
+    payload = {**asdict(summary), **(extra or {})}
+    Path(output_path).write_text(json.dumps(clean(payload), indent=2) + "\n", encoding="utf-8")

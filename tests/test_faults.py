@@ -135,12 +135,16 @@ def test_scheduler_errors_are_recorded_and_the_rest_unaffected(tmp_path, start_s
     assert errors[(1, "urgent")] == 0 and errors[(2, "normal")] == sum(by_model["unknown_model"].values())
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_writes_partial_outputs_marked_interrupted(tmp_path, start_scheduler, sig, code):
+@pytest.mark.parametrize("sig, code, processes", [(signal.SIGINT, 130, 1),
+                                                 (signal.SIGTERM, 143, 1),
+                                                 (signal.SIGINT, 130, 3)])
+def test_interrupt_writes_partial_outputs_marked_interrupted(tmp_path, start_scheduler, sig, code,
+                                                             processes):
     scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
                                 "--service-ms", "vit=1")
     proc, csv_path = start_fastload(tmp_path, "--scheduler-url", scheduler.address,
-                                    "--total-qps", "200", "--duration-ms", "60000")
+                                    "--total-qps", "200", "--duration-ms", "60000",
+                                    "--processes", str(processes))
     wait_for_output(proc, "fastload: seed")
     time.sleep(2)
     interrupted_at = time.monotonic()

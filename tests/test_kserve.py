@@ -171,12 +171,14 @@ def test_models_that_do_not_fit_are_a_mismatch(inputs: list, message: str) -> No
     assert message in str(error.value) and "resnet50_onnx version 2" in str(error.value)
 
 
-def test_embedded_kserve_run_answers_every_sample(tmp_path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])  # 2: the checked target goes to sender processes
+def test_embedded_kserve_run_answers_every_sample(tmp_path, processes: int) -> None:
     workload = tmp_path / "small.toml"
     workload.write_text(SMALL_WORKLOAD)
     proc, csv_path = run_fastload(tmp_path, "--embedded", "--protocol", "kserve",
                                   "--total-qps", "200", "--duration-ms", "2000",
-                                  "--workload-file", str(workload), "--seed", "3")
+                                  "--workload-file", str(workload), "--seed", "3",
+                                  "--processes", str(processes))
     assert proc.returncode == 0, proc.stderr
     assert "(KServe v2)" in proc.stdout
     rows = read_rows(csv_path)

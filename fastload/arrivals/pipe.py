@@ -5,12 +5,13 @@ thread must take the GIL to enter its Python callback, and when gRPC's threads s
 the callback waits and Poisson bursts get smoothed (inter-arrival CV 0.91 instead of 1.00 at
 300 QPS on a 2-core machine). A child (``loadgen.py``: LoadGen's Server scenario; ``timer.py``:
 gamma and trace arrivals) only stamps each issue, gives it a class and model and writes one
-fixed-size record to a pipe; the parent's senders read that pipe directly and write completions
-back. CLOCK_MONOTONIC is system-wide, so the child's stamps compare directly with the parent's.
+fixed-size record to a pipe; the senders (the parent's event loop, or --processes sender
+processes) read that pipe directly and write completions back. CLOCK_MONOTONIC is system-wide, so
+the child's stamps compare directly with the parent's.
 
 Wire protocol, raw pipes (multiprocessing only carries the descriptors to the children). Writes
 are at most PIPE_BUF bytes and so atomic: several children share one arrivals pipe, and several
-parent threads read it, a whole record at a time.
+readers (sender processes) take whole records from it.
   children -> parent  ARRIVAL records (one pipe for all children):
                       (run sample id, source sample id, issue monotonic ns, issue Unix ns,
                       child index, kind, class index, model index); kind READY, ISSUED or ENDED.
@@ -170,15 +171,8 @@ class Issuer:
 
     def __init__(self, plan: Plan, entry: ChildEntry, index: int, arrivals: Connection,
                  sequence: SampleSequence, context) -> None:
-        self.plan = plan
         child_in, completions = context.Pipe(duplex=False)
-        self._completions = completions
-        self._completions_fd = completions.fileno()
-        # complete() comes from gRPC's threads, possibly after stop(): a write to the closed
-        # descriptor could land in whatever file reused its number.
-        self._completions_lock = threading.Lock()
-        self._wants_completions = plan.wants_completions
-        self.ended = False
+        self._attach(plan, index, completions)
         self.process = context.Process(
             target=_child_main, args=(entry, plan, index, arrivals, child_in, sequence),
             name=f"fastload-arrivals-{plan.label}", daemon=True,
@@ -186,11 +180,32 @@ class Issuer:
         self.process.start()
         child_in.close()
 
+    def _attach(self, plan: Plan, index: int, completions: Connection) -> None:
+        self.plan = plan
+        self.index = index
+        self._completions = completions
+        self._completions_fd = completions.fileno()
+        # complete() may come after stop(): a write to the closed descriptor could land in
+        # whatever file reused its number.
+        self._completions_lock = threading.Lock()
+        self._wants_completions = plan.wants_completions
+        self.ended = False
+
+    def __getstate__(self) -> tuple[Plan, int, Connection]:
+        """What a sender process needs (it is spawned, so the descriptor goes with it): the
+        plan and the completions pipe, not the process."""
+        return self.plan, self.index, self._completions
+
+    def __setstate__(self, state: tuple[Plan, int, Connection]) -> None:
+        self._attach(*state)
+        self.process = None
+
     def go(self, start_mono_ns: int) -> None:
         self._write(GO.pack(GO_MARKER, start_mono_ns))
 
     def complete(self, source_id: int) -> None:
-        """Tell the source one sample finished; safe from any thread (the write is atomic)."""
+        """Tell the source one sample finished; safe from any thread or sender process (the
+        write is atomic)."""
         if self._wants_completions:
             self._write(COMPLETION.pack(source_id))
 
@@ -219,12 +234,22 @@ class Arrivals:
     def __init__(self, plans: Sequence[Plan], entry: ChildEntry, context) -> None:
         self._reader, writer = context.Pipe(duplex=False)
         self._fd = self._reader.fileno()
+        os.set_blocking(self._fd, False)  # readers wait on an event loop, never in read()
         # Held for the run: the children attach to its shared memory and lock when they start.
         self._sequence = SampleSequence(context)
         self.issuers = [Issuer(plan, entry, i, writer, self._sequence, context)
                         for i, plan in enumerate(plans)]
         # Only the children hold the write end now: EOF means every one of them has exited.
         writer.close()
+
+    def __getstate__(self) -> tuple[Connection, list[Issuer]]:
+        """A sender process's view (see Issuer.__getstate__): it reads the same pipe and
+        completes samples itself; ``ended`` marks only the ENDED records it read."""
+        return self._reader, self.issuers
+
+    def __setstate__(self, state: tuple[Connection, list[Issuer]]) -> None:
+        self._reader, self.issuers = state
+        self._fd = self._reader.fileno()
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until every child is ready to issue; RuntimeError naming one that is not."""
@@ -247,22 +272,34 @@ class Arrivals:
         for issuer in self.issuers:
             issuer.go(start_mono_ns)
 
-    def receive(self) -> IssuedSample | None:
-        """The next issued sample, or None once every child has exited.
+    def fileno(self) -> int:
+        """The arrivals pipe, for an event loop to watch (``read_ready`` once it is readable)."""
+        return self._fd
 
-        Blocks without the GIL; several threads may call it at once, each gets whole records.
+    def read_ready(self, max_samples: int) -> list[IssuedSample] | None:
+        """Up to ``max_samples`` issued samples waiting in the pipe (maybe none), or None once
+        every child has exited; never blocks.
+
+        Several readers, even in several processes, may share the pipe: every write is whole
+        records of at most PIPE_BUF bytes, so a read of whole records returns whole records.
         """
-        while record := os.read(self._fd, ARRIVAL.size):
-            sample_id, source_id, mono_ns, wall_ns, index, kind, class_index, model_index = \
-                ARRIVAL.unpack(record)
+        try:
+            records = os.read(self._fd, max_samples * ARRIVAL.size)
+        except BlockingIOError:  # another reader took them
+            return []
+        if not records:
+            return None
+        samples = []
+        for sample_id, source_id, mono_ns, wall_ns, index, kind, class_index, model_index \
+                in ARRIVAL.iter_unpack(records):
             issuer = self.issuers[index]
             if kind == KIND_ISSUED:
                 cls = issuer.plan.classes[class_index]
-                return IssuedSample(sample_id, issuer, source_id, cls,
-                                    cls.models[model_index][0], mono_ns, wall_ns)
-            if kind == KIND_ENDED:
+                samples.append(IssuedSample(sample_id, issuer, source_id, cls,
+                                            cls.models[model_index][0], mono_ns, wall_ns))
+            elif kind == KIND_ENDED:
                 issuer.ended = True
-        return None
+        return samples
 
     def stop(self, timeout_s: float = 5.0) -> None:
         for issuer in self.issuers:

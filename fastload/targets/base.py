@@ -6,7 +6,6 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import grpc
 
-from fastload.metrics import STATUS_CLIENT_ERROR
 
 # One request's bytes from the sample's tier and absolute deadline (Unix ns). The bytes belong
 # to the encoder and are rewritten a few calls later; grpcio copies them when the call starts.
@@ -29,18 +28,17 @@ class Target(Protocol):
         TargetMismatch if it won't do."""
 
     def encoders(self, sender: int) -> Mapping[str, Encode]:
-        """One sender thread's encode function per workload model, every reusable request
-        already built (encoders reuse bytes, so each thread has its own)."""
+        """One sender's encode function per workload model, every reusable request already
+        built (encoders reuse bytes, so each sender process has its own; ``sender`` seeds its
+        tensors apart)."""
 
-    def outcome(self, call: grpc.Future) -> tuple[str, bool]:
-        """A finished call's status for the CSV and whether the server reported success."""
+    def outcome(self, code: grpc.StatusCode, details: str, response: bytes | None
+                ) -> tuple[str, bool]:
+        """A finished call's status for the CSV and whether the server reported success, from
+        its gRPC code and details and, for OK, the response bytes."""
 
 
 def tensor_seed(seed: int, sender: int, model: str) -> int:
     """The run's seed for one sender's tensors of one model: runs repeat, senders differ."""
     return random.Random(f"{seed}:tensor:{sender}:{model}").getrandbits(64)
 
-
-def status_name(code: grpc.StatusCode | None) -> str:
-    """The CSV status of a call that did not end OK."""
-    return code.name if code else STATUS_CLIENT_ERROR

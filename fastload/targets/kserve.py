@@ -12,7 +12,7 @@ import grpc
 from fastload._encode_kserve import DATATYPE, KServeEncoder
 from fastload._pb import kserve_pb2 as pb
 from fastload.metrics import STATUS_EXPIRED, STATUS_OK
-from fastload.targets.base import Encode, TargetMismatch, TargetUnavailable, status_name, \
+from fastload.targets.base import Encode, TargetMismatch, TargetUnavailable, \
     tensor_seed
 
 SERVICE = "/inference.GRPCInferenceService/"
@@ -88,13 +88,13 @@ class KServeTarget:
             encoders[model] = encoder.encode
         return encoders
 
-    def outcome(self, call: grpc.Future) -> tuple[str, bool]:
-        code = call.code()
+    def outcome(self, code: grpc.StatusCode, details: str, response: bytes | None
+                ) -> tuple[str, bool]:
         if code is grpc.StatusCode.OK:
             return STATUS_OK, True
-        if (code, call.details()) == EXPIRED:
+        if (code, details) == EXPIRED:
             return STATUS_EXPIRED, False
-        return status_name(code), False
+        return code.name, False
 
 
 def _ask(channel: grpc.Channel, method: str, request, response_type,

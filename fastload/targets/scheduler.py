@@ -11,7 +11,7 @@ import grpc
 from fastload._encode import RequestEncoder
 from fastload._pb.scheduler_pb2 import InferResponse
 from fastload.metrics import STATUS_OK
-from fastload.targets.base import Encode, status_name, tensor_seed
+from fastload.targets.base import Encode, tensor_seed
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class SchedulerTarget:
             encoders[model] = partial(encoder.encode, model_name=model)
         return encoders
 
-    def outcome(self, call: grpc.Future) -> tuple[str, bool]:
-        code = call.code()
+    def outcome(self, code: grpc.StatusCode, details: str, response: bytes | None
+                ) -> tuple[str, bool]:
         if code is grpc.StatusCode.OK:
-            return STATUS_OK, InferResponse.FromString(call.result()).success
-        return status_name(code), False
+            return STATUS_OK, InferResponse.FromString(response).success
+        return code.name, False

@@ -120,3 +120,15 @@ def test_a_dead_sender_process_ends_the_run_with_exit_4(tmp_path, recording_serv
     assert "sender process fastload-sender-" in err and "died" in err
     rows = read_rows(csv_path)
     assert len(rows) > 100 and {r["status"] for r in rows} == {"OK"}
+
+
+def test_sender_processes_report_every_arrival_process_ended(tmp_path, recording_server):
+    # Nine LoadGen processes: each one's ENDED record reaches whichever sender reads it, and
+    # the main process must hear of all nine (else exit 4, "exited before its test ended").
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", recording_server.address,
+                                  "--total-qps", "200", "--duration-ms", "2000", "--seed", "9",
+                                  "--loadgen-per-class", "--processes", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = in_issue_order(read_rows(csv_path))
+    assert len(rows) == len(recording_server.requests) > 200
+    assert len({r["issuer"] for r in rows}) == 9

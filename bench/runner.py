@@ -12,6 +12,7 @@ schedule:
     floor     bench/client_floor.py   one constant request resent through grpcio futures
     fastload  python -m fastload      default settings
     fresh     python -m fastload --fresh-tensors
+    fastload-pN  python -m fastload --processes N (N = 2, 4, 8): sender processes
     empty     bench/client_empty.py   LoadGen with a callback that completes at once (reference)
 
 Every contender writes one row per sample (issue time on CLOCK_MONOTONIC taken in its LoadGen

@@ -74,6 +74,15 @@ class Record:
         self.phase = 0
         self.target_qps = ""
 
+    def finish(self, done_mono_ns: int, status: str, success: bool) -> bool:
+        """End the record once; False if it had ended (gRPC reporting after the watchdog)."""
+        if self.status:
+            return False
+        self.done_mono_ns = done_mono_ns
+        self.status = status
+        self.success = success
+        return True
+
     @property
     def latency_ns(self) -> int:
         """Issue to completion; -1 for a sample that never completed."""
@@ -144,11 +153,8 @@ class Recorder:
     def close(self, record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
         """Finish a record once; a later close (gRPC after the watchdog) returns False."""
         with self._lock:
-            if record.status:
+            if not record.finish(done_mono_ns, status, success):
                 return False
-            record.done_mono_ns = done_mono_ns
-            record.success = success
-            record.status = status
             del self._open[record.sample_id]
             self._closed.append(record)
         return True

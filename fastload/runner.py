@@ -32,7 +32,7 @@ from fastload.summary import RunStats, format_summary, summarize, write_json
 from fastload.targets.base import Target, TargetUnavailable
 from fastload.targets.kserve import KServeOptions, KServeTarget
 from fastload.targets.scheduler import SchedulerTarget
-from fastload.thresholds import Threshold
+from fastload.thresholds import Threshold, report_held
 from fastload.workload import Workload
 
 # Exit codes (documented in the README).
@@ -215,9 +215,7 @@ def run(config: RunConfig,
     print(format_summary(summary), flush=True)
     if config.embedded:
         print(f"reference scheduler: {scheduler_stats}", flush=True)
-    held = [line for line in (t.check(summary) for t in config.thresholds) if line]
-    for line in held:
-        print(f"fastload: --fail-if {line}", file=sys.stderr, flush=True)
+    held = report_held(config.thresholds, summary)
     if interrupted:
         return 128 + stop_signals[0]
     if dispatcher.died:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import grpc
 
-from fastload.arrivals.pipe import Arrivals, IssuedSample, Issuer
+from fastload.arrivals.pipe import Arrivals, IssuedSample
 from fastload.dispatch import ChannelFactory, Dispatcher
 from fastload.memory import without_gc_pauses
 from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATUS_EXPIRED,
@@ -152,11 +152,9 @@ class SenderProcesses:
             cls = issuer.plan.classes[class_index]
             record = Record(IssuedSample(sample_id, issuer, source_id, cls,
                                          cls.models[model_index][0], issue_mono_ns,
-                                         issue_wall_ns))
+                                         issue_wall_ns, class_index, model_index))
             record.send_mono_ns = send_mono_ns
-            record.done_mono_ns = done_mono_ns
-            record.status = STATUSES[status_index]
-            record.success = success
+            record.finish(done_mono_ns, STATUSES[status_index], success)
             add(record)
 
     def close(self) -> None:
@@ -172,31 +170,22 @@ class SenderProcesses:
 class Forwarder:
     """A sender process's recorder: opens records like Recorder and forwards closed ones."""
 
-    def __init__(self, parent: Connection, issuers: list[Issuer],
-                 dispatcher: Dispatcher) -> None:
+    def __init__(self, parent: Connection, dispatcher: Dispatcher) -> None:
         self._parent = parent
         self._dispatcher = dispatcher
-        # Open records with their (issuer, class, model) indices for the OUTCOME record.
-        self._open: dict[int, tuple[Record, tuple[int, int, int]]] = {}
+        # Open records with their samples, whose indices the OUTCOME record carries.
+        self._open: dict[int, tuple[Record, IssuedSample]] = {}
         self._outcomes: list[bytes] = []
-        self._indices = {(issuer.index, cls, model): (issuer.index, c, m)
-                         for issuer in issuers
-                         for c, cls in enumerate(issuer.plan.classes)
-                         for m, (model, _) in enumerate(cls.models)}
 
     def open(self, sample: IssuedSample) -> Record:
         record = Record(sample)
-        self._open[sample.sample_id] = (
-            record, self._indices[sample.issuer.index, sample.cls, sample.model])
+        self._open[sample.sample_id] = (record, sample)
         return record
 
     def close(self, record: Record, done_mono_ns: int, status: str, success: bool) -> bool:
         """Finish a record once, like Recorder.close, and forward it soon."""
-        if record.status:
+        if not record.finish(done_mono_ns, status, success):
             return False
-        record.done_mono_ns = done_mono_ns
-        record.status = status
-        record.success = success
         self._outcomes.append(self._outcome(record))
         if len(self._outcomes) == 1:
             asyncio.get_running_loop().call_later(FORWARD_PERIOD_S, self.flush)
@@ -205,11 +194,11 @@ class Forwarder:
         return True
 
     def _outcome(self, record: Record) -> bytes:
-        _, (issuer_index, class_index, model_index) = self._open.pop(record.sample_id)
+        _, sample = self._open.pop(record.sample_id)
         return OUTCOME.pack(record.sample_id, record.loadgen_sample_id, record.issue_mono_ns,
                             record.issue_wall_ns, record.send_mono_ns, record.done_mono_ns,
-                            issuer_index, class_index, model_index, STATUS_INDEX[record.status],
-                            record.success)
+                            sample.issuer.index, sample.class_index, sample.model_index,
+                            STATUS_INDEX[record.status], record.success)
 
     def flush(self) -> None:
         if self._outcomes:
@@ -231,7 +220,7 @@ def _sender_main(sender: int, arrivals: Arrivals, open_channel: ChannelFactory, 
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     dispatcher = Dispatcher(open_channel, target, timeout_s, max_inflight, metadata, sender)
-    forwarder = Forwarder(parent, arrivals.issuers, dispatcher)
+    forwarder = Forwarder(parent, dispatcher)
     parent.send_bytes(READY)
     # Never stopped from here: the parent stops the arrival processes, and the pipe's end
     # (every writer gone) ends serve().

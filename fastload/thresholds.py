@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -73,6 +74,14 @@ def parse_threshold(text: str, labels: Iterable[str]) -> Threshold:
         raise ThresholdError(f"--fail-if {text!r}: no field {field!r}; choose from "
                              f"{', '.join(FIELDS)}")
     return Threshold(text.strip(), row, field, op, float(number))
+
+
+def report_held(thresholds: Iterable[Threshold], summary: RunSummary) -> list[str]:
+    """The conditions that hold for ``summary``, each said on stderr; any one means exit 6."""
+    held = [line for line in (t.check(summary) for t in thresholds) if line]
+    for line in held:
+        print(f"fastload: --fail-if {line}", file=sys.stderr, flush=True)
+    return held
 
 
 def _label(row: ClassSummary) -> str:

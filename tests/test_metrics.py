@@ -23,7 +23,7 @@ ISSUER = SimpleNamespace(plan=SimpleNamespace(label="all"))
 def sample(sample_id: int, issue_ns: int) -> IssuedSample:
     cls = CLASSES[sample_id % len(CLASSES)]
     return IssuedSample(sample_id, ISSUER, 1000 + sample_id, cls, cls.models[0][0], issue_ns,
-                        1_700_000_000_000_000_000 + issue_ns)
+                        1_700_000_000_000_000_000 + issue_ns, 0, 0)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -113,7 +113,7 @@ def test_rows_parse_back_with_csv_and_quote_odd_model_names(tmp_path):
     path = tmp_path / "m.csv"
     cls = CLASSES[0]
     recorder = Recorder(open(path, "w", newline=""), RunStats(CLASSES).add)
-    odd = IssuedSample(0, ISSUER, 7, cls, 'resnet,"50"', 100, 1_700_000_000_000_000_100)
+    odd = IssuedSample(0, ISSUER, 7, cls, 'resnet,"50"', 100, 1_700_000_000_000_000_100, 0, 0)
     record = recorder.open(odd)
     record.send_mono_ns = 150
     recorder.close(record, 2_500_100, "OK", True)

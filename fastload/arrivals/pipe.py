@@ -164,6 +164,9 @@ class IssuedSample(NamedTuple):
     model: str
     issue_mono_ns: int
     issue_wall_ns: int
+    # Where cls and model sit in the issuer's plan, as the arrival record gave them.
+    class_index: int
+    model_index: int
 
 
 class Issuer:
@@ -296,7 +299,8 @@ class Arrivals:
             if kind == KIND_ISSUED:
                 cls = issuer.plan.classes[class_index]
                 samples.append(IssuedSample(sample_id, issuer, source_id, cls,
-                                            cls.models[model_index][0], mono_ns, wall_ns))
+                                            cls.models[model_index][0], mono_ns, wall_ns,
+                                            class_index, model_index))
             elif kind == KIND_ENDED:
                 issuer.ended = True
         return samples

@@ -34,6 +34,7 @@ from fastload.shards.merge import ShardMerge
 from fastload.shards.partition import shard_configs
 from fastload.summary import RunStats, format_summary, summarize, write_json
 from fastload.targets.base import TargetMismatch, TargetUnavailable
+from fastload.thresholds import report_held
 from fastload.workload import WorkloadError
 
 # How often the driver reads every shard's new rows.
@@ -239,9 +240,7 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
         print(f"  {shard.name}: {shard.rows:,} rows, {ended}", flush=True)
     if config.embedded:
         print(f"reference scheduler: {scheduler_stats}", flush=True)
-    held = [line for line in (t.check(summary) for t in config.thresholds) if line]
-    for line in held:
-        print(f"fastload: --fail-if {line}", file=sys.stderr, flush=True)
+    held = report_held(config.thresholds, summary)
     return _exit_code(shards, merge, held, stop.signum, summary.overall.errors, config)
 
 

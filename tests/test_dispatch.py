@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from concurrent import futures
 from typing import Iterator
@@ -17,7 +16,7 @@ import psutil
 import pytest
 
 from fastload._pb.scheduler_pb2 import InferRequest, InferResponse
-from test_faults import start_fastload, wait_for_output
+from test_faults import start_fastload, wait_for_output, wait_for_rows
 from test_generator import in_issue_order, read_rows, run_fastload
 
 BURSTS, BURST_SIZE = 6, 40  # each burst: more simultaneous samples than an encoder's pool
@@ -107,7 +106,7 @@ def test_a_dead_sender_process_ends_the_run_with_exit_4(tmp_path, recording_serv
                                     "--processes", "2")
     try:
         wait_for_output(proc, "fastload: seed")
-        time.sleep(1.5)
+        wait_for_rows(proc, csv_path, 101)
         senders = [child for child in psutil.Process(proc.pid).children()
                    if any(c.raddr and c.raddr.port == recording_server.port
                           for c in child.net_connections("tcp"))]

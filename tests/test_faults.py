@@ -39,6 +39,20 @@ def wait_for_output(proc: subprocess.Popen, text: str, timeout_s: float = 30) ->
     raise AssertionError(f"no {text!r} from fastload within {timeout_s} s")
 
 
+def wait_for_rows(proc: subprocess.Popen, csv_path: Path, count: int,
+                  timeout_s: float = 60) -> None:
+    """Wait until the CSV holds at least ``count`` whole rows: the run has recorded that much,
+    however slowly this machine started its processes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = csv_path.read_bytes().count(b"\n") if csv_path.exists() else 0
+        if lines - 1 >= count:  # less the header
+            return
+        assert proc.poll() is None, f"fastload exited early: {proc.stderr.read()}"
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} rows in {csv_path} within {timeout_s} s")
+
+
 def test_scheduler_dying_mid_run_completes_every_sample_with_unavailable(tmp_path, start_scheduler):
     scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
                                 "--service-ms", "vit=1")
@@ -47,7 +61,7 @@ def test_scheduler_dying_mid_run_completes_every_sample_with_unavailable(tmp_pat
                                     "--total-qps", "200", "--duration-ms", "4000",
                                     "--timeout-ms", "2000", "--seed", "9")
     wait_for_output(proc, "fastload: seed")
-    time.sleep(1.5)
+    wait_for_rows(proc, csv_path, 100)
     scheduler.proc.kill()
     out, err = proc.communicate(timeout=60)
     elapsed_s = time.monotonic() - started
@@ -146,7 +160,7 @@ def test_interrupt_writes_partial_outputs_marked_interrupted(tmp_path, start_sch
                                     "--total-qps", "200", "--duration-ms", "60000",
                                     "--processes", str(processes))
     wait_for_output(proc, "fastload: seed")
-    time.sleep(2)
+    wait_for_rows(proc, csv_path, 201)
     interrupted_at = time.monotonic()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
@@ -191,7 +205,7 @@ def test_sigkill_mid_run_leaves_every_completed_sample_on_disk(tmp_path, address
                                     "--total-qps", "300", "--duration-ms", "30000",
                                     "--seed", "8")
     wait_for_output(proc, "fastload: seed")
-    time.sleep(6)
+    wait_for_rows(proc, csv_path, 1500)
     loadgen_children = psutil.Process(proc.pid).children()
     killed_at_ns = time.monotonic_ns()
     proc.kill()
@@ -247,7 +261,7 @@ def test_unwritable_outputs_exit_2_before_traffic_with_a_live_scheduler(tmp_path
 def test_a_killed_fastload_leaves_no_process_behind(tmp_path):
     """SIGKILL runs no handler: the embedded scheduler and the LoadGen process notice on their
     own that their parent is gone and exit."""
-    proc, _ = start_fastload(tmp_path, "--embedded", "--total-qps", "100",
+    proc, csv_path = start_fastload(tmp_path, "--embedded", "--total-qps", "100",
                              "--duration-ms", "30000")
     wait_for_output(proc, "fastload: seed")
     deadline = time.monotonic() + 30
@@ -259,7 +273,7 @@ def test_a_killed_fastload_leaves_no_process_behind(tmp_path):
         time.sleep(0.2)
     assert any("fastload.scheduler" in c for c in commands), commands
     assert any("spawn_main" in c for c in commands), commands
-    time.sleep(1)  # issuing
+    wait_for_rows(proc, csv_path, 1)  # issuing
     proc.kill()
     proc.communicate(timeout=10)
     gone, alive = psutil.wait_procs(children, timeout=10)

@@ -38,8 +38,10 @@ def test_rows_reach_the_file_while_the_run_goes_on(tmp_path):
     records = [recorder.open(sample(i, 1_000_000 * i)) for i in range(50)]
     for record in records[:30]:
         recorder.close(record, record.issue_mono_ns + 2_000_000, "OK", True)
-    time.sleep(3 * FLUSH_PERIOD_S)
-    on_disk = read_csv(path)  # before finish(): what a SIGKILL now would leave
+    deadline = time.monotonic() + 100 * FLUSH_PERIOD_S
+    while len(on_disk := read_csv(path)) < 30 and time.monotonic() < deadline:
+        time.sleep(FLUSH_PERIOD_S / 5)
+    # Before finish(): what a SIGKILL now would leave.
     assert sorted(int(r["sample_id"]) for r in on_disk) == list(range(30))
     assert all(r["latency_ns"] == "2000000" and r["status"] == "OK" for r in on_disk)
 

@@ -16,7 +16,7 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from fastload._pb.scheduler_pb2 import InferRequest
-from fastload.workload import INPUT_SHAPE
+from fastload.contract.workload import INPUT_SHAPE
 from runner import INFER_METHOD, client_args, connect, run_loadgen, write_samples
 
 TIMEOUT_S = 5.0

@@ -16,7 +16,7 @@ import mlperf_loadgen as lg
 import numpy as np
 import tritonclient.grpc as triton
 
-from fastload.workload import INPUT_SHAPE, SLO_LATENCY_NS
+from fastload.contract.workload import INPUT_SHAPE, SLO_LATENCY_NS
 from runner import client_args, run_loadgen, write_samples
 
 MODEL, INPUT_NAME, TIER = "resnet50", "input", 1

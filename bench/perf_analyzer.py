@@ -23,7 +23,7 @@ import sys
 from runner import SCHEDULER_ARGS, _fmt
 
 from fastload.scheduler.spawn import SchedulerProcess
-from fastload.workload import INPUT_SHAPE
+from fastload.contract.workload import INPUT_SHAPE
 
 THROUGHPUT = re.compile(r"Throughput:\s*([\d.]+)\s*infer/sec")
 REQUEST_COUNT = re.compile(r"Request count:\s*(\d+)")

@@ -28,7 +28,7 @@ import psutil
 from runner import BENCH_DIR, REPO_ROOT, SCHEDULER_ARGS, machine
 
 from fastload.scheduler.spawn import SchedulerProcess
-from fastload.workload import builtin_workload
+from fastload.contract.workload import builtin_workload
 
 
 @dataclass

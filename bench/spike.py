@@ -23,7 +23,7 @@ import numpy as np
 
 from runner import BENCH_DIR, REPO_ROOT, machine
 
-from fastload.schedule import parse_schedule
+from fastload.contract.rates import parse_schedule
 from fastload.scheduler.spawn import SchedulerProcess
 
 POLICIES = ("fifo", "priority")

@@ -12,27 +12,34 @@ from typing import Sequence
 
 from fastload.argparsing import OneLineParser
 from fastload.arrivals.trace import TraceError, load_trace
-from fastload.schedule import RateSchedule, ScheduleError, parse_schedule
+from fastload.contract.config import (
+    DEFAULT_EMBEDDED_GPUS,
+    DEFAULT_EMBEDDED_POLICY,
+    DEFAULT_PRIORITIES,
+    KServeOptions,
+    RunConfig,
+    ServerModel,
+    TlsConfig,
+)
+from fastload.contract.exits import START_ERRORS, UsageError, exit_code_for
+from fastload.contract.rates import RateSchedule, ScheduleError, parse_schedule
+from fastload.contract.thresholds import ThresholdError, parse_threshold
+from fastload.contract.workload import (
+    WORKLOAD_FRACTIONS,
+    Workload,
+    builtin_workload,
+    load_workload_file,
+)
+from fastload.runner import run
 from fastload.scheduler.policies import POLICIES
-from fastload.thresholds import ThresholdError, parse_threshold
-from fastload.workload import WORKLOAD_FRACTIONS, Workload, WorkloadError, builtin_workload, \
-    load_workload_file
 
 TENSOR_FIELDS = {"raw": 6, "float": 4}
-# Four simulated GPUs give ~550 QPS of capacity for the built-in mixes: at 500 QPS the reference
-# scheduler runs near saturation, where the priority policy has something to do.
-DEFAULT_EMBEDDED_POLICY = "priority"
-DEFAULT_EMBEDDED_GPUS = 4
 DEFAULT_TOTAL_QPS = 30.0
 DEFAULT_DURATION_MS = 60000
 MAX_PROCESSES = 256
 MAX_SHARDS = 1024
 _METADATA_KEY = re.compile(r"^[a-z0-9_.-]+$")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
-
-
-class UsageError(ValueError):
-    """A flag value that cannot be used; printed as one line, exit 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,10 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_config(argv: Sequence[str] | None = None):
+def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
     """Parse flags into a RunConfig; raises UsageError or WorkloadError with one-line messages."""
-    from fastload.runner import RunConfig
-
     args = build_parser().parse_args(argv)
     _require_positive("--total-qps", args.total_qps)
     _require(args.duration_ms is None or args.duration_ms > 0,
@@ -196,10 +201,8 @@ def parse_config(argv: Sequence[str] | None = None):
     )
 
 
-def _kserve_options(args: argparse.Namespace, workload: Workload):
+def _kserve_options(args: argparse.Namespace, workload: Workload) -> KServeOptions | None:
     """The KServe mapping from its flags; those flags only go with --protocol kserve."""
-    from fastload.targets.kserve import DEFAULT_PRIORITIES, KServeOptions, ServerModel
-
     if args.protocol != "kserve":
         given = [flag for flag, value in (("--model-map", args.model_map),
                                           ("--tier-priority", args.tier_priority),
@@ -290,9 +293,7 @@ def _arrival_shape(args: argparse.Namespace, workload: Workload):
     return RateSchedule.constant(qps, duration_ms), None
 
 
-def _tls_config(args: argparse.Namespace):
-    from fastload.runner import TlsConfig
-
+def _tls_config(args: argparse.Namespace) -> TlsConfig | None:
     files = {"--ca-cert": args.ca_cert, "--client-cert": args.client_cert,
              "--client-key": args.client_key}
     given = [flag for flag, path in files.items() if path is not None]
@@ -345,19 +346,13 @@ def _check_url(url: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fastload import runner
-    from fastload.outputs import OutputError
-    from fastload.targets.base import TargetMismatch, TargetUnavailable
-
     try:
         config = parse_config(argv)
         if config.ray_address is not None:
+            # Imported only here: Ray is an optional extra, and importing the driver imports it.
             from fastload.shards.driver import run_sharded
             return run_sharded(config)
-        return runner.run(config)
-    except (UsageError, WorkloadError, OutputError, TargetMismatch) as exc:
+        return run(config)
+    except tuple(START_ERRORS) as exc:
         print(f"fastload: error: {exc}", file=sys.stderr)
-        return runner.EXIT_USAGE
-    except TargetUnavailable as exc:
-        print(f"fastload: error: {exc}", file=sys.stderr)
-        return runner.EXIT_UNREACHABLE
+        return exit_code_for(exc)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, Sequence, TextIO
 
 if TYPE_CHECKING:
     from fastload.arrivals.pipe import IssuedSample
-    from fastload.schedule import RateSchedule
-    from fastload.workload import RequestClass
+    from fastload.contract.rates import RateSchedule
+    from fastload.contract.workload import RequestClass
 
 # The spec's columns first, in its order, then fastload's.
 CSV_COLUMNS = (

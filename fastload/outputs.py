@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from fastload.contract.exits import OutputError
+
 # A write buffer of this size holds a few hundred rows; the recorder flushes every period anyway.
 _CSV_BUFFER_BYTES = 1 << 16
-
-
-class OutputError(ValueError):
-    """An output that cannot be created; one line naming the flag, the path and the reason."""
 
 
 @dataclass

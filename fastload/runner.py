@@ -8,9 +8,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Callable, Sequence
 
 import grpc
@@ -18,33 +16,30 @@ import grpc.aio
 
 from fastload.arrivals.loadgen import plan_arrivals, run_loadgen
 from fastload.arrivals.pipe import Arrivals
-from fastload.arrivals.timer import TimedArrivals, TimerPlan, run_timer
+from fastload.arrivals.timer import TimerPlan, run_timer
+from fastload.contract.config import RunConfig, TlsConfig
+from fastload.contract.exits import (
+    EXIT_LOADGEN_FAILED,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    EXIT_REQUEST_ERRORS,
+    EXIT_THRESHOLD,
+    TargetUnavailable,
+)
+from fastload.contract.workload import Workload
 from fastload.dispatch import Dispatcher
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.metrics import Recorder
 from fastload.outputs import RunOutputs
 from fastload.progress import Progress
-from fastload.schedule import RateSchedule
-from fastload.senders import SenderProcesses
-from fastload.scheduler.cli import DEFAULT_SERVICE_MS
+from fastload.scheduler.server import DEFAULT_SERVICE_MS
 from fastload.scheduler.spawn import SchedulerProcess
+from fastload.senders import SenderProcesses
 from fastload.summary import RunStats, format_summary, summarize, write_json
-from fastload.targets.base import Target, TargetUnavailable
-from fastload.targets.kserve import KServeOptions, KServeTarget
+from fastload.targets.base import Target
+from fastload.targets.kserve import KServeTarget
 from fastload.targets.scheduler import SchedulerTarget
-from fastload.thresholds import Threshold, report_held
-from fastload.workload import Workload
-
-# Exit codes (documented in the README).
-EXIT_OK = 0
-EXIT_REQUEST_ERRORS = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-EXIT_LOADGEN_FAILED = 4
-EXIT_OUTPUT_FAILED = 5
-EXIT_THRESHOLD = 6
-EXIT_SHARD_DIED = 7  # --ray: a shard died; the outputs keep the rows it sent
-# SIGINT/SIGTERM exit 128 + the signal number: 130 / 143.
+from fastload.thresholds import report_held
 
 # Room for a tensor of any reasonable shape plus headers.
 CHANNEL_OPTIONS = (
@@ -55,70 +50,6 @@ REACH_TIMEOUT_S = 3.0
 ARRIVALS_START_TIMEOUT_S = 60.0
 # Beyond the per-request timeout, how long to wait for gRPC to report calls in flight.
 DRAIN_MARGIN_S = 5.0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a run needs, parsed and validated by the CLI."""
-
-    scheduler_url: str
-    # The rate over time (constant unless phases were given); None when a trace is replayed.
-    schedule: RateSchedule | None
-    burstiness: float | None  # gamma shape for the timer; None: LoadGen's Poisson arrivals
-    # A trace to replay; with burstiness, a Ray shard's part of the driver's gamma plan.
-    trace: TimedArrivals | None
-    trace_path: Path | None
-    workload: Workload
-    min_query_count: int
-    output_dir: Path
-    metrics_csv: Path
-    seed: int
-    tensor_field: int
-    fresh_tensors: bool
-    timeout_ms: int
-    max_inflight: int
-    per_class: bool
-    embedded: bool
-    tls: TlsConfig | None = None
-    metadata: tuple[tuple[str, str], ...] = ()
-    kserve: KServeOptions | None = None  # --protocol kserve; None: the spec's SchedulerService
-    embedded_policy: str = "priority"  # the embedded scheduler's --policy and --gpus
-    embedded_gpus: int = 4
-    progress: bool = True  # the live status line on stderr (off: --quiet)
-    thresholds: tuple[Threshold, ...] = ()  # --fail-if: exit 6 when one holds
-    processes: int = 1  # --processes: sender processes (1: this process sends)
-    ray_address: str | None = None  # --ray: run as shards on this Ray cluster (fastload.shards)
-    shards: int | None = None  # --shards; None: one per Ray node
-
-    @property
-    def summary_json(self) -> Path:
-        return self.metrics_csv.with_suffix(".json")
-
-    @property
-    def _arrivals(self) -> RateSchedule | TimedArrivals:
-        return self.trace if self.trace is not None else self.schedule
-
-    @property
-    def duration_ms(self) -> int:
-        """The run's planned length (per-class LoadGen tests may run longer, see plans)."""
-        return self._arrivals.duration_ms
-
-    @property
-    def total_qps(self) -> float:
-        """The mean rate over the run: the target the summary compares with."""
-        return self._arrivals.mean_qps
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """PEM bytes for a TLS channel; client cert and key together give mutual TLS."""
-
-    ca_cert: bytes | None
-    client_cert: bytes | None = None
-    client_key: bytes | None = None
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(self.ca_cert, self.client_key, self.client_cert)
 
 
 def run(config: RunConfig,
@@ -166,7 +97,7 @@ def run(config: RunConfig,
                 print(f"fastload: every per-class LoadGen test runs {plans[0].duration_ms} ms, "
                       f"long enough for each class to reach its share of --min-query-count",
                       flush=True)
-            phases = config.schedule.phases if config.schedule is not None else ()
+            phases = config.phases
             stats = RunStats(tuple(c for plan in plans for c in plan.classes), len(phases))
             arrivals = Arrivals(plans, entry, multiprocessing.get_context("spawn"))
             arrivals.wait_ready(ARRIVALS_START_TIMEOUT_S)
@@ -263,7 +194,8 @@ def open_channel(tls: TlsConfig | None, address: str, aio: bool = False
     channels = grpc.aio if aio else grpc
     if tls is None:
         return channels.insecure_channel(address, options=CHANNEL_OPTIONS)
-    return channels.secure_channel(address, tls.credentials(), options=CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(tls.ca_cert, tls.client_key, tls.client_cert)
+    return channels.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
 
 
 def _check_reachable(channel: grpc.Channel, address: str, tls: bool) -> None:

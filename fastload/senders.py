@@ -16,7 +16,8 @@ import struct
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection, wait as wait_for_any
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_any
 from typing import Sequence
 
 import grpc
@@ -24,8 +25,15 @@ import grpc
 from fastload.arrivals.pipe import Arrivals, IssuedSample
 from fastload.dispatch import ChannelFactory, Dispatcher
 from fastload.memory import without_gc_pauses
-from fastload.metrics import (STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, STATUS_EXPIRED,
-                              STATUS_NOT_SENT, STATUS_OK, Record, Recorder)
+from fastload.metrics import (
+    STATUS_CLIENT_ERROR,
+    STATUS_CLIENT_OVERLOAD,
+    STATUS_EXPIRED,
+    STATUS_NOT_SENT,
+    STATUS_OK,
+    Record,
+    Recorder,
+)
 from fastload.targets.base import Target
 
 # sample id, source sample id, issue mono ns, issue Unix ns, send mono ns, done mono ns,

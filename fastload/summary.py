@@ -15,10 +15,10 @@ from typing import Iterable, Mapping, Sequence
 
 from hdrh.histogram import HdrHistogram
 
-from fastload.arrivals.loadgen import LoadGenVerdict
+from fastload.contract.rates import Phase
+from fastload.contract.verdicts import LoadGenVerdict
+from fastload.contract.workload import RequestClass
 from fastload.metrics import ANSWERED, Record
-from fastload.schedule import Phase
-from fastload.workload import RequestClass
 
 # Latencies are recorded in µs from 1 µs to a day, 3 significant digits (~200 KB a class).
 _HISTOGRAM_RANGE_US = (1, 86_400_000_000, 3)
@@ -146,6 +146,11 @@ class ClassSummary:
     target_qps: float
     achieved_qps: float
     issue_span_s: float
+
+    @property
+    def label(self) -> str:
+        """The row's name in --fail-if: the class label, or "all"."""
+        return "all" if self.tier == "all" else f"tier{self.tier}_{self.slo}"
 
 
 @dataclass(frozen=True)

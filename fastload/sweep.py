@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 from fastload.argparsing import OneLineParser
-from fastload.cli import UsageError, parse_config
 from fastload.cli import main as run_main
-from fastload.workload import WORKLOAD_FRACTIONS, WorkloadError
+from fastload.cli import parse_config
+from fastload.contract.exits import UsageError, WorkloadError
+from fastload.contract.workload import WORKLOAD_FRACTIONS
 
 PROG = "python -m fastload.sweep"
 SET_PER_POINT = ("--total-qps", "--metrics-csv", "--output-dir", "--qps-schedule",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fastload.metrics import CSV_COLUMNS
-from fastload.workload import builtin_workload
+from fastload.contract.workload import builtin_workload
 
 SPEC_COLUMNS = ["timestamp_issued", "sample_id", "tier", "slo", "model", "latency_ns",
                 "latency_ms", "slo_met"]

@@ -11,10 +11,11 @@ import pytest
 
 from fastload._encode_kserve import KServeEncoder
 from fastload._pb import kserve_pb2 as pb
+from fastload.contract.config import ServerModel
+from fastload.contract.exits import TargetMismatch
 from fastload.scheduler.kserve import KServeModels
 from fastload.scheduler.spawn import SchedulerProcess
-from fastload.targets.base import TargetMismatch
-from fastload.targets.kserve import ServerModel, _input_for
+from fastload.targets.kserve import _input_for
 from test_generator import read_rows, run_fastload
 
 SERVICE = "/inference.GRPCInferenceService/"

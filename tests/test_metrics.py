@@ -14,7 +14,7 @@ import pytest
 from fastload.arrivals.pipe import IssuedSample
 from fastload.metrics import CSV_COLUMNS, FLUSH_PERIOD_S, Recorder
 from fastload.summary import RunStats, summarize
-from fastload.workload import builtin_workload
+from fastload.contract.workload import builtin_workload
 
 CLASSES = builtin_workload("balanced").classes
 ISSUER = SimpleNamespace(plan=SimpleNamespace(label="all"))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from fastload.contract.thresholds import ThresholdError, parse_threshold
 from fastload.summary import ClassSummary, RunSummary
-from fastload.thresholds import ThresholdError, parse_threshold
+from fastload.thresholds import check
 from test_generator import read_rows, run_fastload
 
 LINE = re.compile(r"fastload: +([\d.]+)/3\.0 s  issued ([\d,]+)  [\d.]+ QPS  in flight \d+  "
@@ -92,7 +93,7 @@ def summary_with(attainment: float, p99_ms: float, count: int = 10) -> RunSummar
 def test_threshold_conditions(condition: str, attainment: float, p99_ms: float,
                               held: bool) -> None:
     threshold = parse_threshold(condition, ["tier1_urgent"])
-    assert (threshold.check(summary_with(attainment, p99_ms)) is not None) == held
+    assert (check(threshold, summary_with(attainment, p99_ms)) is not None) == held
 
 
 @pytest.mark.parametrize("condition, message", [

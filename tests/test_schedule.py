@@ -6,7 +6,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from fastload.schedule import Phase, RateSchedule, ScheduleError, parse_schedule, phases_from_table
+from fastload.contract.rates import Phase, RateSchedule, ScheduleError, parse_schedule, phases_from_table
 
 
 def test_experiment_5_spike():

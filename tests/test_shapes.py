@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from fastload.arrivals.timer import gamma_offsets_s
-from fastload.schedule import parse_schedule
+from fastload.contract.rates import parse_schedule
 from test_generator import in_issue_order, read_rows, run_fastload
 
 SPIKE = "3s@100,2s@400,3s@100"

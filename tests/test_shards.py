@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from fastload.arrivals.timer import DRAWN, TimedArrivals
-from fastload.cli import UsageError, parse_config
+from fastload.cli import parse_config
+from fastload.contract.exits import UsageError
 from fastload.runner import arrival_plans
 from fastload.shards.clock import measure_offset
 from fastload.shards.merge import MERGED_COLUMNS, ShardMerge
 from fastload.shards.partition import shard_configs, split_arrivals
 from fastload.summary import RunStats
-from fastload.workload import builtin_workload
+from fastload.contract.workload import builtin_workload
 
 
 def test_poisson_shards_run_the_rate_over_k_with_seeds_of_their_own(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from itertools import accumulate
 
-from fastload.workload import RequestClass
+from fastload.contract.workload import RequestClass
 
 
 class SampleDraw:

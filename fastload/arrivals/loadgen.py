@@ -18,9 +18,11 @@ from typing import Callable
 
 from fastload.arrivals.draw import SampleDraw
 from fastload.arrivals.pipe import ChildPipe, raise_priority
+from fastload.contract.exits import WorkloadError
+from fastload.contract.rates import RateSchedule
+from fastload.contract.verdicts import LoadGenVerdict
+from fastload.contract.workload import MIN_CLASS_QPS, RequestClass, Workload
 from fastload.memory import without_gc_pauses
-from fastload.schedule import RateSchedule
-from fastload.workload import MIN_CLASS_QPS, RequestClass, Workload, WorkloadError
 
 # The spec's QSL: the sample library is never touched (requests carry random tensors).
 TOTAL_SAMPLES = 1000
@@ -130,15 +132,6 @@ def loadgen_settings(plan: ArrivalPlan, lg) -> "lg.TestSettings":
     (settings.schedule_rng_seed, settings.sample_index_rng_seed,
      settings.qsl_rng_seed) = plan.loadgen_seeds()
     return settings
-
-
-@dataclass(frozen=True)
-class LoadGenVerdict:
-    """LoadGen's verdict on one test and, when INVALID, its reasons in LoadGen's own words."""
-
-    test: str
-    valid: bool | None  # None: LoadGen wrote no verdict (the test did not end)
-    reasons: tuple[str, ...] = ()
 
 
 def read_loadgen_verdict(test: str, summary_path: Path) -> LoadGenVerdict:

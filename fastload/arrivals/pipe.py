@@ -30,10 +30,11 @@ import struct
 import threading
 import time
 from array import array
-from multiprocessing.connection import Connection, wait as wait_for_any
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_any
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
-from fastload.workload import RequestClass
+from fastload.contract.workload import RequestClass
 
 ARRIVAL = struct.Struct("<QQqqHHHH")
 KIND_READY, KIND_ISSUED, KIND_ENDED = 0, 1, 2

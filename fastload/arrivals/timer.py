@@ -8,7 +8,6 @@ Each arrival is slept towards and the last ``SPIN_NS`` spun, which keeps issue t
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -17,32 +16,11 @@ import numpy as np
 
 from fastload.arrivals.draw import SampleDraw
 from fastload.arrivals.pipe import ChildPipe, raise_priority
-from fastload.schedule import RateSchedule
-from fastload.workload import RequestClass
+from fastload.contract.arrival_times import DRAWN, TimedArrivals
+from fastload.contract.rates import RateSchedule
+from fastload.contract.workload import RequestClass
 
 SPIN_NS = 200_000
-# Trace rows give class and model indices, or this to have the workload mix draw them.
-DRAWN = -1
-
-
-@dataclass(frozen=True)
-class TimedArrivals:
-    """Arrival offsets from GO in seconds, ascending, and each one's class and model (or DRAWN)."""
-
-    offsets_s: np.ndarray
-    class_indices: np.ndarray
-    model_indices: np.ndarray
-
-    @property
-    def duration_ms(self) -> int:
-        """From the first arrival to the last."""
-        return math.ceil(float(self.offsets_s[-1]) * 1000)
-
-    @property
-    def mean_qps(self) -> float:
-        """The arrivals' gaps over their span (NaN for a single arrival)."""
-        span_s = float(self.offsets_s[-1])
-        return (len(self.offsets_s) - 1) / span_s if span_s > 0 else math.nan
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fastload.arrivals.timer import DRAWN, TimedArrivals
-from fastload.workload import RequestClass
+from fastload.contract.arrival_times import DRAWN, TimedArrivals
+from fastload.contract.workload import RequestClass
 
 # Python 3.10's fromisoformat takes at most 6 fractional digits; Azure's traces have 7.
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")

@@ -14,12 +14,16 @@ from typing import Callable, Sequence
 from fastload.argparsing import OneLineParser
 from fastload.memory import keep_freed_buffers
 from fastload.scheduler.policies import POLICIES
-from fastload.scheduler.server import Config, ListenError, ServerTls, serve
+from fastload.scheduler.server import (
+    DEFAULT_INPUT_SHAPE,
+    DEFAULT_SERVICE_MS,
+    Config,
+    ListenError,
+    ServerTls,
+    serve,
+)
 
 PROG = "python -m fastload.scheduler"
-DEFAULT_SERVICE_MS = {"resnet50": 5.0, "vit": 15.0}
-# The input shape KServe's ModelMetadata reports for a model without --input-shape.
-DEFAULT_INPUT_SHAPE = (-1, 3, 224, 224)
 
 
 def _model_ms(text: str) -> tuple[str, float]:

@@ -18,8 +18,8 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from fastload._pb import kserve_pb2 as pb
+from fastload.contract.workload import TIERS
 from fastload.scheduler.request import MAX_DIMS, NO_DEADLINE_NS, InvalidRequest, ValidRequest
-from fastload.workload import TIERS
 
 if TYPE_CHECKING:
     from fastload.scheduler.server import Scheduler

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from fastload._pb.scheduler_pb2 import InferRequest
-from fastload.workload import TIERS
+from fastload.contract.workload import TIERS
 
 # Bounds the size of the element-count product, so a hostile shape cannot make math.prod slow.
 MAX_DIMS = 32

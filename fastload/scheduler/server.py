@@ -20,8 +20,7 @@ import grpc
 from fastload._pb.scheduler_pb2 import InferResponse
 from fastload.scheduler.kserve import kserve_handler
 from fastload.scheduler.policies import Job, JobQueue
-from fastload.scheduler.request import NO_DEADLINE_NS, InvalidRequest, ValidRequest, \
-    parse_request
+from fastload.scheduler.request import NO_DEADLINE_NS, InvalidRequest, ValidRequest, parse_request
 
 SERVICE_NAME = "scheduler.SchedulerService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -31,6 +30,11 @@ SHUTDOWN_GRACE_S = 0.5
 
 # How often an embedded scheduler checks that the process that started it is still there.
 PARENT_POLL_S = 0.5
+# The models served, and their service times, unless --service-ms says otherwise.
+DEFAULT_SERVICE_MS = {"resnet50": 5.0, "vit": 15.0}
+# The input shape KServe's ModelMetadata reports for a model without --input-shape.
+DEFAULT_INPUT_SHAPE = (-1, 3, 224, 224)
+
 
 @dataclass(frozen=True)
 class Config:

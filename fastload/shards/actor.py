@@ -19,6 +19,7 @@ from typing import Callable
 import ray
 
 from fastload import runner
+from fastload.contract.config import RunConfig
 from fastload.shards.clock import read_clocks
 
 # The most CSV bytes one read returns (about 25,000 rows); the driver reads again at once.
@@ -61,7 +62,7 @@ class ShardActor:
     def clocks(self) -> tuple[int, int]:
         return read_clocks()
 
-    def run(self, config: runner.RunConfig) -> ShardResult:
+    def run(self, config: RunConfig) -> ShardResult:
         """The shard's whole run; start-up errors (unreachable target, ...) raise as in a run."""
         self._csv = config.metrics_csv
         config.metrics_csv.unlink(missing_ok=True)  # never stream a previous run's rows

@@ -21,21 +21,27 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
-from fastload.arrivals.loadgen import LoadGenVerdict, run_loadgen
-from fastload.cli import UsageError
-from fastload.outputs import OutputError, RunOutputs
-from fastload.runner import (EXIT_LOADGEN_FAILED, EXIT_OK, EXIT_OUTPUT_FAILED,
-                             EXIT_REQUEST_ERRORS, EXIT_SHARD_DIED, EXIT_THRESHOLD,
-                             REACH_TIMEOUT_S, RunConfig, arrival_plans, describe_arrivals,
-                             embedded_scheduler)
+from fastload.arrivals.loadgen import run_loadgen
+from fastload.contract.config import RunConfig
+from fastload.contract.exits import (
+    EXIT_LOADGEN_FAILED,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    EXIT_REQUEST_ERRORS,
+    EXIT_SHARD_DIED,
+    EXIT_THRESHOLD,
+    START_ERRORS,
+    TargetUnavailable,
+)
+from fastload.contract.verdicts import LoadGenVerdict
+from fastload.outputs import RunOutputs
+from fastload.runner import REACH_TIMEOUT_S, arrival_plans, describe_arrivals, embedded_scheduler
 from fastload.shards.actor import Placement, ShardActor, ShardResult
 from fastload.shards.clock import ClockOffset, measure_offset, read_clocks
 from fastload.shards.merge import ShardMerge
 from fastload.shards.partition import shard_configs
 from fastload.summary import RunStats, format_summary, summarize, write_json
-from fastload.targets.base import TargetMismatch, TargetUnavailable
 from fastload.thresholds import report_held
-from fastload.workload import WorkloadError
 
 # How often the driver reads every shard's new rows.
 POLL_S = 0.5
@@ -50,8 +56,6 @@ FINAL_READ_TIMEOUT_S = 30.0
 # Each shard claims one CPU of its node: SPREAD then puts no two on one node while others have
 # room, and a cluster with too few CPUs says so instead of piling shards onto one machine.
 SHARD_OPTIONS = {"num_cpus": 1, "max_concurrency": 4, "scheduling_strategy": "SPREAD"}
-# What a run raises before traffic, which a shard's start-up passes on under its name.
-START_ERRORS = (UsageError, WorkloadError, OutputError, TargetMismatch, TargetUnavailable)
 
 
 class Shard:
@@ -217,7 +221,7 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
             outputs.discard()
             return 128 + stop.signum
 
-        phases = config.schedule.phases if config.schedule is not None else ()
+        phases = config.phases
         stats = RunStats(tuple(c for plan in plans for c in plan.classes), len(phases))
         go_wall_ns, go_mono_ns = read_clocks()
         for shard in shards:
@@ -294,7 +298,7 @@ def _start_error(shard: Shard) -> Exception:
         result = ray.get(shard.run_ref, timeout=FINAL_READ_TIMEOUT_S)
     except RayError as exc:
         cause = exc.cause if isinstance(exc, RayTaskError) else None
-        if isinstance(cause, START_ERRORS):
+        if isinstance(cause, tuple(START_ERRORS)):
             return type(cause)(f"{shard.name}: {cause}")
         return TargetUnavailable(f"{shard.name} did not start: {_reason(exc)}")
     return TargetUnavailable(f"{shard.name} ended before it started (exit {result.exit_code})")

@@ -13,9 +13,9 @@ import csv
 import io
 from typing import TextIO
 
+from fastload.contract.workload import RequestClass
 from fastload.metrics import CSV_COLUMNS, StreamedCsv
 from fastload.summary import RunStats
-from fastload.workload import RequestClass
 
 MERGED_COLUMNS = (*CSV_COLUMNS, "shard")
 _COLUMN = {name: i for i, name in enumerate(CSV_COLUMNS)}

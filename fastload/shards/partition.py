@@ -13,9 +13,10 @@ import math
 import random
 from dataclasses import replace
 
-from fastload.arrivals.timer import TimedArrivals
-from fastload.cli import UsageError
-from fastload.runner import RunConfig, arrival_plans
+from fastload.contract.arrival_times import TimedArrivals
+from fastload.contract.config import RunConfig
+from fastload.contract.exits import UsageError
+from fastload.runner import arrival_plans
 
 SHARD_CSV = "metrics.csv"
 

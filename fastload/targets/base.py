@@ -1,4 +1,4 @@
-"""The interface every target implements, and the errors that stop a run before traffic."""
+"""The interface every target implements (its errors before traffic: contract.exits)."""
 from __future__ import annotations
 
 import random
@@ -6,18 +6,9 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import grpc
 
-
 # One request's bytes from the sample's tier and absolute deadline (Unix ns). The bytes belong
 # to the encoder and are rewritten a few calls later; grpcio copies them when the call starts.
 Encode = Callable[[int, int], bytes]
-
-
-class TargetUnavailable(RuntimeError):
-    """The server cannot be reached, or a model is not ready (exit 3); nothing was sent."""
-
-
-class TargetMismatch(ValueError):
-    """The server's models do not fit the workload (exit 2); nothing was sent."""
 
 
 class Target(Protocol):

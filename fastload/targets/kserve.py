@@ -4,50 +4,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import grpc
 
 from fastload._encode_kserve import DATATYPE, KServeEncoder
 from fastload._pb import kserve_pb2 as pb
+from fastload.contract.config import KServeOptions, ServerModel
+from fastload.contract.exits import TargetMismatch, TargetUnavailable
 from fastload.metrics import STATUS_EXPIRED, STATUS_OK
-from fastload.targets.base import Encode, TargetMismatch, TargetUnavailable, \
-    tensor_seed
+from fastload.targets.base import Encode, tensor_seed
 
 SERVICE = "/inference.GRPCInferenceService/"
 # Triton's answer to a request whose `timeout` ran out in its queue.
 EXPIRED = (grpc.StatusCode.UNAVAILABLE, "Request timeout expired")
 CHECK_TIMEOUT_S = 5.0
-DEFAULT_PRIORITIES = {1: 1, 2: 2, 3: 3}
-
-
-@dataclass(frozen=True)
-class ServerModel:
-    """Which model (and version; empty: the server's choice) a workload model is sent to."""
-
-    name: str
-    version: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.name} version {self.version}" if self.version else self.name
-
-
-@dataclass(frozen=True)
-class KServeOptions:
-    """The mapping from fastload's samples to KServe requests, parsed by the CLI."""
-
-    # Workload model -> server model; a workload model not named here keeps its name.
-    models: Mapping[str, ServerModel]
-    # Tier -> `priority` level (Triton: 1 highest, 0 the model's default); None: not sent.
-    priorities: Mapping[int, int] | None
-    # Send `timeout` = µs left until the sample's deadline when its call starts.
-    deadline_timeout: bool
-
-    def server_model(self, model: str) -> ServerModel:
-        return self.models.get(model, ServerModel(model))
-
-
 class KServeTarget:
     """ModelInfer per sample; ModelReady and ModelMetadata decide each model's input first."""
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from fastload.schedule import RateSchedule, ScheduleError, phases_from_table
+from fastload.contract.exits import WorkloadError
+from fastload.contract.rates import RateSchedule, ScheduleError, phases_from_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,10 +48,6 @@ WORKLOAD_FRACTIONS: dict[str, tuple[float, ...]] = {
 
 # The spec skips classes whose share of the total rate is below this.
 MIN_CLASS_QPS = 0.01
-
-
-class WorkloadError(ValueError):
-    """A workload name or file that cannot be used; the message names the bad entry."""
 
 
 @dataclass(frozen=True)

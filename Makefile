@@ -21,4 +21,4 @@ proto:
 	./generate_proto.sh
 
 clean:
-	rm -rf build *.egg-info fastload/*.c fastload/*.so
+	rm -rf build *.egg-info fastload/targets/*.c fastload/targets/*.so

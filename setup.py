@@ -11,16 +11,16 @@ COMPILER_DIRECTIVES = {
     "initializedcheck": False,
 }
 
-# The tensor source, and one encoder per wire format; they share fastload/_wire.pxd.
+# The tensor source, and one encoder per target's wire format; they share targets/_wire.pxd.
 extensions = [
     Extension(
-        f"fastload.{name}",
-        [f"fastload/{name}.pyx"],
+        f"fastload.targets.{name}",
+        [f"fastload/targets/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         extra_compile_args=["-O3"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for name in ("_tensor", "_encode", "_encode_kserve")
+    for name in ("_tensor", "_encode_scheduler", "_encode_kserve")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES))

@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from fastload._encode import FIELD_FLOAT, FIELD_RAW, RequestEncoder
 from fastload._pb.scheduler_pb2 import InferRequest
+from fastload.targets._encode_scheduler import FIELD_FLOAT, FIELD_RAW, RequestEncoder
 
 SHAPE = (1, 3, 224, 224)
 MODEL_NAME = "resnet50"

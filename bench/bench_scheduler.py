@@ -23,8 +23,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout, uninstalled
 
 from fastload._pb.scheduler_pb2 import InferRequest, InferResponse  # noqa: E402
-from fastload.scheduler.spawn import SchedulerProcess  # noqa: E402
 from fastload.contract.workload import INPUT_SHAPE  # noqa: E402
+from fastload.scheduler.spawn import SchedulerProcess  # noqa: E402
 
 SERVER_ARGS = ("--gpus", "64", "--service-ms", "resnet50=0", "--service-ms", "vit=0")
 RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.json"

@@ -10,7 +10,7 @@ from time import monotonic_ns
 
 import mlperf_loadgen as lg
 
-from runner import client_args, run_loadgen, write_samples
+from harness import client_args, run_loadgen, write_samples
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ import numpy as np
 
 from fastload._pb.scheduler_pb2 import InferRequest
 from fastload.contract.workload import INPUT_SHAPE
-from runner import INFER_METHOD, client_args, connect, run_loadgen, write_samples
+
+from harness import INFER_METHOD, client_args, connect, run_loadgen, write_samples
 
 TIMEOUT_S = 5.0
 

@@ -22,7 +22,8 @@ import numpy
 from fastload._pb.scheduler_pb2 import InferRequest
 from fastload._pb.scheduler_pb2_grpc import SchedulerServiceStub
 from fastload.contract.workload import MODEL_FOR_SLO, SLO_LATENCY_NS
-from runner import client_args, connect, run_loadgen, write_samples
+
+from harness import client_args, connect, run_loadgen, write_samples
 
 TIER, SLO = 1, "normal"
 

@@ -17,7 +17,8 @@ import numpy as np
 import tritonclient.grpc as triton
 
 from fastload.contract.workload import INPUT_SHAPE, SLO_LATENCY_NS
-from runner import client_args, run_loadgen, write_samples
+
+from harness import client_args, run_loadgen, write_samples
 
 MODEL, INPUT_NAME, TIER = "resnet50", "input", 1
 SLO_NS = SLO_LATENCY_NS["normal"]

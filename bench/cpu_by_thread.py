@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 
 from fastload.scheduler.spawn import SchedulerProcess
-from runner import SCHEDULER_ARGS, machine
+
+from harness import SCHEDULER_ARGS, machine
 
 
 def thread_cpu_s(root: psutil.Process) -> dict[tuple[int, int], tuple[str, float]]:

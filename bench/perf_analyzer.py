@@ -20,10 +20,11 @@ import shutil
 import subprocess
 import sys
 
-from runner import SCHEDULER_ARGS, _fmt
-
-from fastload.scheduler.spawn import SchedulerProcess
 from fastload.contract.workload import INPUT_SHAPE
+from fastload.scheduler.spawn import SchedulerProcess
+
+from harness import SCHEDULER_ARGS
+from ladder_stats import fmt
 
 THROUGHPUT = re.compile(r"Throughput:\s*([\d.]+)\s*infer/sec")
 REQUEST_COUNT = re.compile(r"Request count:\s*(\d+)")
@@ -62,8 +63,8 @@ def main() -> int:
         print("| target QPS | perf_analyzer throughput | CPU µs/req | exit |\n|---:|---:|---:|---:|")
         for qps in (float(r) for r in args.rates.split(",")):
             row = run_at(binary, scheduler.address, qps, args.duration_ms)
-            print(f"| {qps:g} | {_fmt(row['throughput'], 1)} | "
-                  f"{_fmt(row['cpu_us_per_request'], 0)} | {row['returncode']} |", flush=True)
+            print(f"| {qps:g} | {fmt(row['throughput'], 1)} | "
+                  f"{fmt(row['cpu_us_per_request'], 0)} | {row['returncode']} |", flush=True)
     return 0
 
 

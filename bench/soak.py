@@ -1,6 +1,6 @@
 """Soak: one long fastload run, with its memory and CPU per request reported as it goes.
 
-    python bench/soak.py --minutes 10 --qps 500                    # the README's soak figures
+    python bench/soak.py --minutes 10 --qps 500                    # docs/performance.md's soak figures
     python bench/soak.py --minutes 1 --qps 1000 --interval-s 10 --shape 1,16
 
 Starts the reference scheduler (the ladder's settings: 64 simulated GPUs, 0 ms service, so it
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psutil
 
-from runner import BENCH_DIR, REPO_ROOT, SCHEDULER_ARGS, machine
-
-from fastload.scheduler.spawn import SchedulerProcess
 from fastload.contract.workload import builtin_workload
+from fastload.scheduler.spawn import SchedulerProcess
+
+from harness import BENCH_DIR, REPO_ROOT, SCHEDULER_ARGS, machine
 
 
 @dataclass

@@ -12,7 +12,6 @@ of both runs). Not part of CI (about two minutes).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import BENCH_DIR, REPO_ROOT, machine
-
 from fastload.contract.rates import parse_schedule
+from fastload.records.reader import read_columns
 from fastload.scheduler.spawn import SchedulerProcess
+
+from harness import BENCH_DIR, REPO_ROOT, machine
 
 POLICIES = ("fifo", "priority")
 SCHEDULER_ARGS = ("--gpus", "4")
@@ -50,11 +50,9 @@ def attainment_over_time(csv_path: Path, start_mono_ns: int, bin_s: float,
                          duration_s: float) -> dict[int, np.ndarray]:
     """Per tier, the share of samples issued in each time bin that met their SLO (NaN: none)."""
     edges = np.arange(0, duration_s + bin_s, bin_s)
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    t_s = np.array([(int(r["issue_mono_ns"]) - start_mono_ns) / 1e9 for r in rows])
-    met = np.array([r["slo_met"] == "True" for r in rows])
-    tiers = np.array([int(r["tier"]) for r in rows])
+    columns = read_columns(csv_path, ("issue_mono_ns", "slo_met", "tier"))
+    t_s = (columns["issue_mono_ns"] - start_mono_ns) / 1e9
+    met, tiers = columns["slo_met"], columns["tier"]
     curves = {}
     for tier in sorted(set(tiers.tolist())):
         mine = tiers == tier

@@ -1,7 +1,7 @@
-"""`python -m fastload`: the load generator."""
+"""`python -m fastload`: the load generator (``fastload.commands.run``)."""
 import sys
 
-from fastload.cli import main
+from fastload.commands.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

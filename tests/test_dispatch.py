@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from fastload._pb.scheduler_pb2 import InferRequest, InferResponse
+
 from test_faults import start_fastload, wait_for_output, wait_for_rows
 from test_generator import in_issue_order, read_rows, run_fastload
 

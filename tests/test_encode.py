@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload._encode import FIELD_FLOAT, FIELD_RAW, RequestEncoder
 from fastload._pb.scheduler_pb2 import InferRequest
+from fastload.targets._encode_scheduler import FIELD_FLOAT, FIELD_RAW, RequestEncoder
 
 INT32 = st.one_of(st.sampled_from([0, 1, -1, 2**31 - 1, -2**31]),
                   st.integers(-2**31, 2**31 - 1))

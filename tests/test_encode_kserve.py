@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from fastload._encode_kserve import DATATYPE, MAX_TIMEOUT_US, KServeEncoder
-from fastload._pb.kserve_pb2 import ModelInferRequest
 from test_encode import NAMES, SHAPES, stamped
+
+from fastload._pb.kserve_pb2 import ModelInferRequest
+from fastload.targets._encode_kserve import DATATYPE, MAX_TIMEOUT_US, KServeEncoder
 
 TIERS = st.integers(-5, 2**31 - 1)
 LEVELS = st.one_of(st.sampled_from([0, 1, 127, 128, 2**63 - 1]), st.integers(0, 2**63 - 1))

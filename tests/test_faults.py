@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fastload.metrics import CSV_COLUMNS
+from fastload.records.row import CSV_COLUMNS
+
 from test_generator import loadgen_query_count, read_rows, run_fastload
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastload.metrics import CSV_COLUMNS
 from fastload.contract.workload import builtin_workload
+from fastload.records.row import CSV_COLUMNS
 
 SPEC_COLUMNS = ["timestamp_issued", "sample_id", "tier", "slo", "model", "latency_ns",
                 "latency_ms", "slo_met"]

@@ -9,13 +9,14 @@ from typing import Callable
 import grpc
 import pytest
 
-from fastload._encode_kserve import KServeEncoder
 from fastload._pb import kserve_pb2 as pb
 from fastload.contract.config import ServerModel
 from fastload.contract.exits import TargetMismatch
-from fastload.scheduler.kserve import KServeModels
+from fastload.scheduler.kserve_service import KServeModels
 from fastload.scheduler.spawn import SchedulerProcess
+from fastload.targets._encode_kserve import KServeEncoder
 from fastload.targets.kserve import _input_for
+
 from test_generator import read_rows, run_fastload
 
 SERVICE = "/inference.GRPCInferenceService/"

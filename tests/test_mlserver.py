@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from fastload._pb import kserve_pb2 as pb
+
 from test_generator import read_rows, run_fastload
 
 REPO = Path(__file__).resolve().parents[1]

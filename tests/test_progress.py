@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from fastload.contract.thresholds import ThresholdError, parse_threshold
-from fastload.summary import ClassSummary, RunSummary
-from fastload.thresholds import check
+from fastload.results.summary import ClassSummary, RunSummary
+from fastload.results.thresholds import check
+
 from test_generator import read_rows, run_fastload
 
 LINE = re.compile(r"fastload: +([\d.]+)/3\.0 s  issued ([\d,]+)  [\d.]+ QPS  in flight \d+  "

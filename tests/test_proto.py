@@ -4,8 +4,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 from fastload._pb import kserve_pb2, scheduler_pb2, scheduler_pb2_grpc

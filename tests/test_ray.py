@@ -18,14 +18,15 @@ import numpy as np
 import psutil
 import pytest
 from scipy import stats
+from test_shapes import issue_offsets_s
 
 from fastload.arrivals.timer import gamma_offsets_s
-from fastload.metrics import CSV_COLUMNS
 from fastload.contract.rates import RateSchedule
 from fastload.contract.workload import builtin_workload
+from fastload.records.row import CSV_COLUMNS
+
 from test_faults import start_fastload
 from test_generator import check_summary_against_rows, chi2_pvalue, read_rows, run_fastload
-from test_shapes import issue_offsets_s
 
 pytest.importorskip("ray")
 

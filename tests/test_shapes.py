@@ -13,6 +13,7 @@ from scipy import stats
 
 from fastload.arrivals.timer import gamma_offsets_s
 from fastload.contract.rates import parse_schedule
+
 from test_generator import in_issue_order, read_rows, run_fastload
 
 SPIKE = "3s@100,2s@400,3s@100"

@@ -14,15 +14,15 @@ import time
 import numpy as np
 import pytest
 
-from fastload.arrivals.timer import DRAWN, TimedArrivals
-from fastload.cli import parse_config
+from fastload.arrivals.plans import arrival_plans
+from fastload.commands.run import parse_config
+from fastload.contract.arrival_times import DRAWN, TimedArrivals
 from fastload.contract.exits import UsageError
-from fastload.runner import arrival_plans
-from fastload.shards.clock import measure_offset
-from fastload.shards.merge import MERGED_COLUMNS, ShardMerge
-from fastload.shards.partition import shard_configs, split_arrivals
-from fastload.summary import RunStats
 from fastload.contract.workload import builtin_workload
+from fastload.results.stats import RunStats
+from fastload.run.shards.clock import measure_offset
+from fastload.run.shards.merge import MERGED_COLUMNS, ShardMerge
+from fastload.run.shards.partition import shard_configs, split_arrivals
 
 
 def test_poisson_shards_run_the_rate_over_k_with_seeds_of_their_own(tmp_path):
@@ -110,7 +110,7 @@ def run_cli(*code: str) -> subprocess.CompletedProcess:
 def test_ray_missing_is_one_line_and_exit_2(tmp_path):
     proc = run_cli("import sys",
                    "sys.modules['ray'] = None  # as if not installed",
-                   "from fastload.cli import main",
+                   "from fastload.commands.run import main",
                    f"sys.exit(main(['--ray', 'auto', '--metrics-csv', '{tmp_path}/m.csv']))")
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("fastload: error: --ray needs Ray, which is not installed: "
@@ -120,8 +120,8 @@ def test_ray_missing_is_one_line_and_exit_2(tmp_path):
 
 def test_a_run_without_ray_never_imports_it():
     proc = run_cli("import sys",
-                   "from fastload.cli import parse_config",
-                   "import fastload.runner, fastload.shards, fastload.shards.partition",
+                   "from fastload.commands.run import parse_config",
+                   "import fastload.run.local, fastload.run.shards, fastload.run.shards.partition",
                    "parse_config(['--total-qps', '10'])",
                    "assert 'ray' not in sys.modules, 'ray was imported'")
     assert proc.returncode == 0, proc.stderr

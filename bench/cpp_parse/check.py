@@ -25,8 +25,8 @@ from google.protobuf import unknown_fields
 from google.protobuf.internal import api_implementation
 from google.protobuf.message import DecodeError
 
-from fastload._encode_kserve import MAX_TIMEOUT_US, KServeEncoder
 from fastload._pb.kserve_pb2 import ModelInferRequest
+from fastload.targets._encode_kserve import MAX_TIMEOUT_US, KServeEncoder
 
 SHAPES = [(1, 3, 224, 224), (1,), (2, 3), (4, 0), (1, 1, 1, 300)]
 NAMES = [("resnet50", ""), ("m" * 200, "17")]  # a 200-byte name needs a 2-byte length

@@ -1,6 +1,6 @@
-"""`python -m fastload.scheduler`: run the reference scheduler."""
+"""`python -m fastload.scheduler`: the reference scheduler (``fastload.commands.scheduler``)."""
 import sys
 
-from fastload.scheduler.cli import main
+from fastload.commands.scheduler import main
 
 sys.exit(main())

@@ -18,7 +18,7 @@ from typing import Mapping, NoReturn
 import grpc
 
 from fastload._pb.scheduler_pb2 import InferResponse
-from fastload.scheduler.kserve import kserve_handler
+from fastload.scheduler.kserve_service import kserve_handler
 from fastload.scheduler.policies import Job, JobQueue
 from fastload.scheduler.request import NO_DEADLINE_NS, InvalidRequest, ValidRequest, parse_request
 

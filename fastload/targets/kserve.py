@@ -8,11 +8,11 @@ from typing import Mapping, Sequence
 
 import grpc
 
-from fastload._encode_kserve import DATATYPE, KServeEncoder
 from fastload._pb import kserve_pb2 as pb
 from fastload.contract.config import KServeOptions, ServerModel
 from fastload.contract.exits import TargetMismatch, TargetUnavailable
-from fastload.metrics import STATUS_EXPIRED, STATUS_OK
+from fastload.records.row import STATUS_EXPIRED, STATUS_OK
+from fastload.targets._encode_kserve import DATATYPE, KServeEncoder
 from fastload.targets.base import Encode, tensor_seed
 
 SERVICE = "/inference.GRPCInferenceService/"

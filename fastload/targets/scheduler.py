@@ -1,4 +1,5 @@
-"""The spec's protocol: scheduler.SchedulerService/Infer with an InferRequest (_encode.pyx)."""
+"""The spec's protocol: scheduler.SchedulerService/Infer with an InferRequest
+(_encode_scheduler.pyx)."""
 from __future__ import annotations
 
 import time
@@ -8,9 +9,9 @@ from typing import Mapping, Sequence
 
 import grpc
 
-from fastload._encode import RequestEncoder
 from fastload._pb.scheduler_pb2 import InferResponse
-from fastload.metrics import STATUS_OK
+from fastload.records.row import STATUS_OK
+from fastload.targets._encode_scheduler import RequestEncoder
 from fastload.targets.base import Encode, tensor_seed
 
 

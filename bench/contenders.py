@@ -1,0 +1,64 @@
+"""The contenders the ladder runs, each a command line: the scripts beside this file and
+``python -m fastload`` with its flags (``runner.py`` says what each one measures)."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness import BENCH_DIR, REPO_ROOT, loadgen_log_dir
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    description: str
+    argv: Callable[[str, float, int, int, Path], list[str]]
+    is_client: bool = True
+    # `python -m fastload` imports the package from here: another checkout gives an A/B.
+    cwd: Path = REPO_ROOT
+
+
+def _script(file_name: str, *flags: str) -> Callable[[str, float, int, int, Path], list[str]]:
+    def argv(target: str, qps: float, duration_ms: int, seed: int, out: Path) -> list[str]:
+        return [sys.executable, str(BENCH_DIR / file_name), "--target", target, "--qps", f"{qps:g}",
+                "--duration-ms", str(duration_ms), "--seed", str(seed), "--out", str(out), *flags]
+    return argv
+
+
+def _fastload(*flags: str) -> Callable[[str, float, int, int, Path], list[str]]:
+    def argv(target: str, qps: float, duration_ms: int, seed: int, out: Path) -> list[str]:
+        return [sys.executable, "-m", "fastload", "--scheduler-url", target,
+                "--total-qps", f"{qps:g}", "--duration-ms", str(duration_ms),
+                "--min-query-count", "1", "--seed", str(seed), "--metrics-csv", str(out),
+                "--output-dir", str(loadgen_log_dir(out)), *flags]
+    return argv
+
+
+CONTENDERS = (
+    Contender("spec", "the spec's client (one class, thread per query, tolist)",
+              _script("client_spec.py")),
+    Contender("floor", "constant request, grpcio future, nothing else", _script("client_floor.py")),
+    Contender("fastload", "python -m fastload (defaults)", _fastload()),
+    Contender("fastload-fresh", "python -m fastload --fresh-tensors", _fastload("--fresh-tensors")),
+    # Sender processes (issue 14): how the max sustained rate scales with N on this machine.
+    *(Contender(f"fastload-p{n}", f"python -m fastload --processes {n}",
+                _fastload("--processes", str(n))) for n in (2, 4, 8)),
+    # KServe v2 against the same reference scheduler (issue 12); tritonclient needs protobuf < 7.
+    Contender("fastload-kserve", "python -m fastload --protocol kserve",
+              _fastload("--protocol", "kserve")),
+    Contender("tritonclient", "tritonclient async_infer, fresh np.random.rand tensor per request",
+              _script("client_tritonclient.py")),
+    Contender("tritonclient-reuse", "tritonclient async_infer, one numpy tensor reused",
+              _script("client_tritonclient.py", "--reuse-tensor")),
+    Contender("empty", "LoadGen, callback completes at once (CV reference)",
+              _script("client_empty.py"), is_client=False),
+)
+EMPTY = next(c for c in CONTENDERS if not c.is_client)
+
+
+def baseline_contender(checkout: Path) -> Contender:
+    """fastload from another checkout (its extension built in place), to A/B a change."""
+    return Contender("fastload-base", f"python -m fastload from {checkout}", _fastload(),
+                     cwd=checkout.resolve())

@@ -1,0 +1,48 @@
+"""`python -m fastload.report RUN... -o report.html`: runs (CSV files, sweep folders) as one
+self-contained HTML page (PNGs inline, no JavaScript, opens offline) plus the PNGs beside it.
+
+Every number is computed from the CSVs (``results.runs``), the record of what happened, so a
+report never depends on a summary written by another version: per class count, p50/p95/p99
+(nearest rank over answered samples), SLO attainment, errors and achieved rate; they also go to
+a JSON file beside the HTML. Figures (``results.figures``): per-tier SLO attainment against
+offered load (one line per series: a sweep's workload and policy, or a --label), latency CDFs
+per class and latency and attainment over time, both at each series' highest offered load.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from fastload.commands.argparsing import OneLineParser
+from fastload.results.page import write_report
+from fastload.results.runs import ReportError, load_runs
+
+PROG = "python -m fastload.report"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="fastload CSV files, sweep folders")
+    parser.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                        help="the HTML file; PNGs and a JSON of the numbers go beside it "
+                             "(default %(default)s)")
+    parser.add_argument("--label", action="append", default=[],
+                        help="series name of each CSV, in order (default: its file name)")
+    parser.add_argument("--title", default="fastload report")
+    args = parser.parse_args(argv)
+    if importlib.util.find_spec("matplotlib") is None:
+        print(f"{PROG}: error: matplotlib is needed: pip install 'fastload[report]'",
+              file=sys.stderr)
+        return 2
+    try:
+        runs = load_runs(args.runs, args.label)
+    except (ReportError, json.JSONDecodeError, KeyError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    for path in write_report(runs, args.output, args.title):
+        print(path)
+    return 0
+

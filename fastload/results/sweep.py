@@ -1,0 +1,52 @@
+"""A sweep's results: each point's entry in sweep.json (its files and its summary's rows), the
+file itself, and the table of every point and class."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastload.contract.config import RunConfig
+
+
+def sweep_point(series: str, workload: str, policy: str | None, qps: float, config: RunConfig,
+                code: int, output_dir: Path) -> dict:
+    """A point's entry in sweep.json: its files (relative to the sweep's folder, so it can
+    move) and its summary's rows."""
+    summary = (json.loads(config.summary_json.read_text())
+               if config.summary_json.exists() else None)
+    return {"series": series, "workload": workload, "policy": policy,
+            "target_qps": qps, "exit_code": code,
+            "csv": str(config.metrics_csv.relative_to(output_dir)),
+            "json": str(config.summary_json.relative_to(output_dir)),
+            "overall": summary["overall"] if summary else None,
+            "classes": summary["classes"] if summary else []}
+
+
+def write_sweep(output_dir: Path, points: list[dict], rates: list[float],
+                series: list[str]) -> None:
+    """sweep.json in ``output_dir``, and the table on stdout."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "sweep.json"
+    path.write_text(json.dumps({"rates": rates, "series": series,
+                                "points": points}, indent=2) + "\n", encoding="utf-8")
+    print(format_table(points))
+    print(f"sweep: {len(points)} points; {path}", flush=True)
+
+
+def format_table(points: list[dict]) -> str:
+    """One row per point and class (then the point's overall row)."""
+    header = (f"{'series':<18} {'qps':>7} {'tier':>4} {'slo':<8} {'achieved':>9} "
+              f"{'p50_ms':>9} {'p99_ms':>9} {'slo_%':>6} {'errors':>6} {'exit':>4}")
+    lines = [header, "-" * len(header)]
+    for point in points:
+        for row in [*point["classes"], *([point["overall"]] if point["overall"] else [])]:
+            lines.append(
+                f"{point['series']:<18} {point['target_qps']:>7g} {row['tier']!s:>4} "
+                f"{row['slo']:<8} {_num(row['achieved_qps'], 1):>9} {_num(row['p50_ms'], 2):>9} "
+                f"{_num(row['p99_ms'], 2):>9} {_num(row['slo_attainment_pct'], 1):>6} "
+                f"{row['errors']:>6} {point['exit_code']:>4}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"

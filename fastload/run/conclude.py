@@ -1,0 +1,68 @@
+"""How a run is told, on one machine (``run.local``) or as Ray shards (``run.shards.driver``):
+the line it starts with, the statistics its records feed, and its ending — the summary, its JSON,
+the table, the --fail-if conditions and the exit code, ranked the same way for both."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from fastload.arrivals.pipe import Plan
+from fastload.arrivals.plans import describe_arrivals
+from fastload.contract.config import RunConfig
+from fastload.contract.exits import (
+    EXIT_OK,
+    EXIT_REQUEST_ERRORS,
+    EXIT_SIGNALLED_BASE,
+    EXIT_THRESHOLD,
+)
+from fastload.contract.verdicts import LoadGenVerdict
+from fastload.results.stats import RunStats
+from fastload.results.summary import format_summary, summarize, write_json
+from fastload.results.thresholds import report_held
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A reason for a finished run to exit with ``exit_code`` rather than by its requests'
+    outcome; ``message`` is said on stderr (empty: it was said when it happened)."""
+
+    exit_code: int
+    message: str = ""
+
+
+def opening_line(config: RunConfig, plans: Sequence[Plan], address: str, how: str = "") -> str:
+    """The line a run starts with: seed, workload, arrivals, target (``how``: a sharded run's
+    split)."""
+    return (f"fastload: seed {config.seed}, {config.workload.name}, "
+            f"{describe_arrivals(config, plans)} -> {address}"
+            f"{' (KServe v2)' if config.kserve else ''}{how}")
+
+
+def run_stats(config: RunConfig, plans: Sequence[Plan]) -> RunStats:
+    """The statistics a run's records feed: every planned class, and the schedule's phases."""
+    return RunStats(tuple(c for plan in plans for c in plan.classes), len(config.phases))
+
+
+def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdict],
+             start_mono_ns: int, signum: int | None, failures: Sequence[Failure],
+             notes: Sequence[str] = (), extra_json: Mapping[str, Any] | None = None) -> int:
+    """Write the summary JSON, print the table, ``notes`` and the conditions that held; return
+    the exit code: a signal's, else the first of ``failures`` (ranked by the caller), else 6 if
+    a --fail-if held, else 1 if requests failed, else 0."""
+    summary = summarize(stats, config.total_qps, config.workload.name, config.seed, verdicts,
+                        signum is not None, config.phases, start_mono_ns)
+    write_json(summary, config.summary_json, extra_json)
+    print(format_summary(summary), flush=True)
+    for note in notes:
+        print(note, flush=True)
+    held = report_held(config.thresholds, summary)
+    if signum is not None:
+        return EXIT_SIGNALLED_BASE + signum
+    if failures:
+        if failures[0].message:
+            print(f"fastload: error: {failures[0].message}", file=sys.stderr)
+        return failures[0].exit_code
+    if held:
+        return EXIT_THRESHOLD
+    return EXIT_REQUEST_ERRORS if summary.overall.errors else EXIT_OK

@@ -31,7 +31,7 @@ from fastload.contract.exits import (
     WorkloadError,
 )
 from fastload.contract.workload import WORKLOAD_FRACTIONS
-from fastload.results.sweep import sweep_point, write_sweep
+from fastload.results.sweep_table import sweep_point, write_sweep
 
 PROG = "python -m fastload.sweep"
 SET_PER_POINT = ("--total-qps", "--metrics-csv", "--output-dir", "--qps-schedule",

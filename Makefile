@@ -1,13 +1,16 @@
 # The loops people run. `pip install -e '.[test]'` once; `make compile` after editing the .pyx.
 PYTHON ?= python
 
-.PHONY: compile test bench bench-quick proto clean
+.PHONY: compile test docs bench bench-quick proto clean
 
 compile:
 	$(PYTHON) setup.py build_ext --inplace
 
 test:
 	$(PYTHON) -m pytest -q
+
+docs:
+	$(PYTHON) -m mkdocs build --strict
 
 bench:
 	$(PYTHON) bench/bench_encode.py
@@ -21,4 +24,4 @@ proto:
 	./generate_proto.sh
 
 clean:
-	rm -rf build *.egg-info fastload/targets/*.c fastload/targets/*.so
+	rm -rf build site *.egg-info fastload/targets/*.c fastload/targets/*.so

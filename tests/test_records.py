@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from fastload.arrivals.pipe import IssuedSample
+from fastload.contract.rates import RateSchedule
 from fastload.contract.workload import builtin_workload
+from fastload.records import reader
 from fastload.records.recorder import FLUSH_PERIOD_S, Recorder
 from fastload.records.row import CSV_COLUMNS
 from fastload.results.stats import RunStats
@@ -131,3 +133,41 @@ def test_rows_parse_back_with_csv_and_quote_odd_model_names(tmp_path):
         "issue_mono_ns": "100", "loadgen_sample_id": "7", "issuer": "all",
         "target_qps_at_issue": "", "phase": "0",
     }
+
+
+def test_the_reader_types_every_column_as_the_recorder_wrote_it(tmp_path, monkeypatch):
+    # Small chunks, so that the rows cross several of them.
+    monkeypatch.setattr(reader, "ROWS_PER_CHUNK", 7)
+    path = tmp_path / "m.csv"
+    recorder = Recorder(open(path, "w", newline=""), RunStats(CLASSES).add,
+                        RateSchedule.constant(250, 1000), start_mono_ns=0)
+    records = [recorder.open(sample(i, 1_000_000 * i)) for i in range(30)]
+    for i, record in enumerate(records[:25]):
+        record.send_mono_ns = record.issue_mono_ns + 1000
+        recorder.close(record, record.issue_mono_ns + 50_000_000 * i, "OK" if i % 4 else
+                       "UNAVAILABLE", i % 3 != 0)
+    recorder.finish()  # the last 5 were never sent
+    columns = reader.read_columns(path, CSV_COLUMNS)
+    by_id = {record.sample_id: record for record in records}
+    order = [by_id[i] for i in columns["sample_id"].tolist()]
+    assert columns["tier"].dtype == np.int64 and columns["slo_met"].dtype == bool
+    assert columns["tier"].tolist() == [r.cls.tier for r in order]
+    assert columns["slo"].tolist() == [r.cls.slo for r in order]
+    assert columns["latency_ns"].tolist() == [r.latency_ns for r in order]
+    assert columns["slo_met"].tolist() == [r.slo_met for r in order]
+    assert columns["success"].tolist() == [r.success for r in order]
+    assert columns["status"].tolist() == [r.status for r in order]
+    assert columns["send_lag_ns"].tolist() == [r.send_lag_ns for r in order]
+    assert columns["target_qps_at_issue"].tolist() == [250.0] * 30
+    assert 0 < columns["slo_met"].sum() < 25 and (columns["status"] == "NOT_SENT").sum() == 5
+
+
+def test_the_reader_names_a_file_it_cannot_read(tmp_path):
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(reader.CsvFormatError, match="other.csv: not a fastload CSV"):
+        reader.read_columns(tmp_path / "other.csv", ("tier", "slo_met"))
+    with pytest.raises(reader.CsvFormatError, match="missing.csv: cannot read it"):
+        reader.read_columns(tmp_path / "missing.csv", ("tier",))
+    empty = tmp_path / "empty.csv"
+    empty.write_text(",".join(CSV_COLUMNS) + "\r\n")
+    assert reader.read_columns(empty, ("tier", "slo"))["tier"].tolist() == []

@@ -44,7 +44,6 @@ STATUS_NOT_SENT = "NOT_SENT"
 _ROW = "%d,%d,%s,%d,%.3f,%s,%s,%s,%d,%d,%d,%d,%s,%s,%d\r\n"
 
 
-
 class Record:
     """One issued sample; times are CLOCK_MONOTONIC ns except the Unix-ns issue time."""
 

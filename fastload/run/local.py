@@ -56,7 +56,7 @@ def run_local(config: RunConfig,
     # Only the main thread may set handlers; a shard runs on a Ray actor's thread.
     previous = ({s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
                 if threading.current_thread() is threading.main_thread() else {})
-    notes = []
+    notes: list[str] = []
     try:
         with ExitStack() as stack:
             try:

@@ -190,7 +190,7 @@ def _connect(address: str) -> None:
 def _run(config: RunConfig, outputs: RunOutputs) -> int:
     plans, entry = arrival_plans(config)
     stop = StopSignals()
-    notes = []
+    notes: list[str] = []
     with ExitStack() as stack:
         stack.callback(stop.restore)
         try:

@@ -65,6 +65,10 @@ class ArrivalPlan:
         peak_qps, rate_at = self.schedule.peak_qps, self.schedule.rate_at
         return lambda t_s: uniform() * peak_qps < rate_at(t_s)  # rate_at is 0 past the end
 
+    def planned_offsets_s(self) -> None:
+        """LoadGen keeps its schedule to itself."""
+        return None
+
     def verdict(self, ended: bool) -> LoadGenVerdict:
         """LoadGen's verdict, from the summary log its test wrote (unknown if it did not end)."""
         if not ended:

@@ -15,6 +15,8 @@ readers (sender processes) take whole records from it.
   children -> parent  ARRIVAL records (one pipe for all children):
                       (run sample id, source sample id, issue monotonic ns, issue Unix ns,
                       child index, kind, class index, model index); kind READY, ISSUED or ENDED.
+                      ENDED carries, in the two id fields, the child's CPU ns and wall ns
+                      since GO (its busy share, for the load certificate).
   parent -> child     GO once with the run's start (monotonic ns), then completed source sample
                       ids, 8 bytes each (one pipe each).
 
@@ -34,6 +36,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
+from fastload.contract.load import ProcessLoad
 from fastload.contract.workload import RequestClass
 
 ARRIVAL = struct.Struct("<QQqqHHHH")
@@ -57,6 +60,10 @@ class Plan(Protocol):
 
     def verdict(self, ended: bool) -> Any:
         """LoadGen's verdict on the plan's test, or None for a source without one."""
+
+    def planned_offsets_s(self) -> Any:
+        """When each arrival is due, in s from GO, indexed by its source id (a numpy array), for
+        measuring issue lateness; None for a source that does not say (LoadGen)."""
 
 
 ChildEntry = Callable[[Any, "ChildPipe"], None]
@@ -91,6 +98,7 @@ class ChildPipe:
         self._take = sequence.take
         # Keep the Connections alive: their descriptors are ours for the whole run.
         self._connections = (arrivals, completions)
+        self._go_cpu_ns = self._go_wall_ns = 0
 
     def wait_for_go(self) -> int | None:
         """Say READY, wait for GO; the run's start (monotonic ns), None if the parent quit."""
@@ -99,6 +107,7 @@ class ChildPipe:
         if len(go) != GO.size:
             return None
         marker, start_mono_ns = GO.unpack(go)
+        self._go_cpu_ns, self._go_wall_ns = time.process_time_ns(), time.monotonic_ns()
         return start_mono_ns if marker == GO_MARKER else None
 
     def issue(self, source_ids: Sequence[int], draw: Callable[[], tuple[int, int]]) -> None:
@@ -123,10 +132,12 @@ class ChildPipe:
         os._exit(1)
 
     def ended(self) -> None:
-        self._announce(KIND_ENDED)
+        """Say ENDED, with this process's CPU and wall time since GO."""
+        self._announce(KIND_ENDED, time.process_time_ns() - self._go_cpu_ns,
+                       time.monotonic_ns() - self._go_wall_ns)
 
-    def _announce(self, kind: int) -> None:
-        os.write(self._out_fd, ARRIVAL.pack(0, 0, 0, 0, self._index, kind, 0, 0))
+    def _announce(self, kind: int, cpu_ns: int = 0, wall_ns: int = 0) -> None:
+        os.write(self._out_fd, ARRIVAL.pack(cpu_ns, wall_ns, 0, 0, self._index, kind, 0, 0))
 
 
 def raise_priority(realtime: bool = False) -> None:
@@ -194,6 +205,12 @@ class Issuer:
         self._completions_lock = threading.Lock()
         self._wants_completions = plan.wants_completions
         self.ended = False
+        self.load: ProcessLoad | None = None  # from its ENDED record
+
+    def end(self, cpu_s: float, wall_s: float) -> None:
+        """Its ENDED record was read: the test ended, after ``cpu_s`` of CPU in ``wall_s``."""
+        self.ended = True
+        self.load = ProcessLoad(f"arrivals {self.plan.label}", "arrivals", cpu_s, wall_s)
 
     def __getstate__(self) -> tuple[Plan, int, Connection]:
         """What a sender process needs (it is spawned, so the descriptor goes with it): the
@@ -303,7 +320,7 @@ class Arrivals:
                                             cls.models[model_index][0], mono_ns, wall_ns,
                                             class_index, model_index))
             elif kind == KIND_ENDED:
-                issuer.ended = True
+                issuer.end(sample_id / 1e9, source_id / 1e9)
         return samples
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -43,6 +43,10 @@ class TimerPlan:
         """No LoadGen test, so no LoadGen verdict."""
         return None
 
+    def planned_offsets_s(self) -> np.ndarray:
+        """Each arrival's planned time; the timer issues arrival k as source id k."""
+        return self.arrivals().offsets_s
+
     def arrivals(self) -> TimedArrivals:
         if self.trace is not None:
             return self.trace

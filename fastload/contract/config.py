@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Mapping
 
 from fastload.contract.arrival_times import TimedArrivals
+from fastload.contract.load import LoadLimits
 from fastload.contract.rates import Phase, RateSchedule
 from fastload.contract.thresholds import Threshold
 from fastload.contract.workload import Workload
@@ -83,6 +84,7 @@ class RunConfig:
     embedded_gpus: int = DEFAULT_EMBEDDED_GPUS
     progress: bool = True  # the live status line on stderr (off: --quiet)
     thresholds: tuple[Threshold, ...] = ()  # --fail-if: exit 6 when one holds
+    load_limits: LoadLimits = LoadLimits()  # when the load certificate says client-limited
     processes: int = 1  # --processes: sender processes (1: this process sends)
     ray_address: str | None = None  # --ray: run as shards on this Ray cluster
     shards: int | None = None  # --shards; None: one per Ray node

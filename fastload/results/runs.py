@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
+from fastload.contract.percentiles import nearest_rank
 from fastload.records.reader import CsvFormatError, read_columns
 from fastload.records.row import ANSWERED
-from fastload.results.stats import nearest_rank
 
 QUANTILES = (50, 95, 99)
 # The columns a report reads of each run.

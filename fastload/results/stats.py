@@ -10,21 +10,21 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from fastload.contract.percentiles import value_at
 from fastload.contract.workload import RequestClass
-from fastload.records.row import ANSWERED, Record
+from fastload.records.row import ANSWERED, STATUS_CLIENT_OVERLOAD, Record
 
 # Latencies are recorded in µs from 1 µs to a day, 3 significant digits (~200 KB a class).
 _HISTOGRAM_RANGE_US = (1, 86_400_000_000, 3)
 PERCENTILES = (50, 95, 99)
 
 
-def nearest_rank(n: int, q: int) -> int:
-    """The 1-based rank of the q-th percentile of n values, nearest-rank method: the smallest
-    value with at least q % of the values at or below it is the ceil(q * n / 100)-th (at least
-    the first); computed in integers, so no float rounding moves it."""
-    return max(1, -(-q * n // 100))
+def _in_range_us(ns: int) -> int:
+    """ns as µs clamped into the histograms' range: a latency beyond a day counts as a day."""
+    return min(max(ns // 1000, 1), _HISTOGRAM_RANGE_US[1])
 
 
 class ClassStats:
@@ -46,9 +46,7 @@ class ClassStats:
         if issue_ns > self.last_issue_ns:
             self.last_issue_ns = issue_ns
         if record.status in ANSWERED:
-            # Clamped into the histogram's range: a latency beyond a day counts as a day.
-            self.latency_us.record_value(
-                min(max(record.latency_ns // 1000, 1), _HISTOGRAM_RANGE_US[1]))
+            self.latency_us.record_value(_in_range_us(record.latency_ns))
             self.met += record.slo_met
         else:
             self.errors += 1
@@ -72,17 +70,10 @@ class ClassStats:
         return (self.count - 1) / span_s if span_s > 0 else math.nan
 
     def percentiles_ms(self) -> tuple[float, ...]:
-        """Nearest rank: the smallest latency with at least q % of samples at or below it.
-
-        HdrHistogram rounds the rank (int(q/100 * n + 0.5)), one sample lower than nearest rank
-        for small n; asking it for the percentile of the nearest rank's count avoids that.
-        """
-        n = self.latency_us.get_total_count()
-        if n == 0:
+        """Nearest rank: the smallest latency with at least q % of samples at or below it."""
+        if self.latency_us.get_total_count() == 0:
             return (math.nan,) * len(PERCENTILES)
-        ranks = (nearest_rank(n, q) for q in PERCENTILES)
-        return tuple(self.latency_us.get_value_at_percentile(100 * rank / n) / 1000
-                     for rank in ranks)
+        return tuple(value_at(self.latency_us, q) / 1000 for q in PERCENTILES)
 
 
 class PhaseStats(ClassStats):
@@ -108,9 +99,21 @@ class RunStats:
         self.by_class: dict[RequestClass, ClassStats] = {c: ClassStats() for c in classes}
         # Per-phase rows only mean something with more than one phase.
         self.by_phase = [PhaseStats() for _ in range(phase_count)] if phase_count > 1 else []
+        # The client's side of the samples, for the load certificate: the send lag of every
+        # sample sent, the samples refused at --max-inflight, and how late samples were issued
+        # against a plan that says when (the timer's).
+        self.send_lag_us = HdrHistogram(*_HISTOGRAM_RANGE_US)
+        self.client_overload = 0
+        self.lateness_us = HdrHistogram(*_HISTOGRAM_RANGE_US)
+        self._planned_mono_ns: dict[str, np.ndarray] = {}
+
+    def expect(self, issuer: str, planned_mono_ns: np.ndarray) -> None:
+        """Measure the issue lateness of ``issuer``'s samples against these planned times
+        (CLOCK_MONOTONIC ns), indexed by each sample's source id."""
+        self._planned_mono_ns[issuer] = planned_mono_ns
 
     def add(self, records: Sequence[Record]) -> None:
-        by_class, by_phase = self.by_class, self.by_phase
+        by_class, by_phase, planned = self.by_class, self.by_phase, self._planned_mono_ns
         for record in records:
             stats = by_class.get(record.cls)
             if stats is None:
@@ -118,6 +121,14 @@ class RunStats:
             stats.add(record)
             if by_phase:
                 by_phase[record.phase].add(record)
+            send_lag_ns = record.send_lag_ns
+            if send_lag_ns >= 0:
+                self.send_lag_us.record_value(_in_range_us(send_lag_ns))
+            elif record.status == STATUS_CLIENT_OVERLOAD:
+                self.client_overload += 1
+            if planned and (times := planned.get(record.issuer)) is not None:
+                self.lateness_us.record_value(_in_range_us(
+                    record.issue_mono_ns - int(times[record.loadgen_sample_id])))
 
     def overall(self) -> ClassStats:
         total = ClassStats()

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 from fastload.contract.rates import Phase
 from fastload.contract.verdicts import LoadGenVerdict
+from fastload.results.certificate import LoadCertificate, describe
 from fastload.results.stats import ClassStats, RunStats
 
 
@@ -65,11 +66,13 @@ class RunSummary:
     phases: tuple[PhaseSummary, ...] = ()
     # The run's time origin (CLOCK_MONOTONIC ns at GO): schedules and phases count from it.
     start_mono_ns: int = 0
+    load: LoadCertificate | None = None  # whether the load was the one planned
 
 
 def summarize(stats: RunStats, total_qps: float, workload: str, seed: int,
               verdicts: Sequence[LoadGenVerdict], interrupted: bool = False,
-              phases: Sequence[Phase] = (), start_mono_ns: int = 0) -> RunSummary:
+              phases: Sequence[Phase] = (), start_mono_ns: int = 0,
+              load: LoadCertificate | None = None) -> RunSummary:
     """One row per class in the workload's class order, plus an overall row, plus one per
     phase of a schedule."""
     rows = tuple(_row(c.tier, c.slo, s, total_qps * c.fraction)
@@ -89,7 +92,7 @@ def summarize(stats: RunStats, total_qps: float, workload: str, seed: int,
         start_s += duration_s
     return RunSummary(workload, seed, loadgen_valid, tuple(verdicts), interrupted,
                       overall.issue_span_s, rows, _row("all", "all", overall, total_qps),
-                      tuple(phase_rows), start_mono_ns)
+                      tuple(phase_rows), start_mono_ns, load)
 
 
 def _row(tier: int | str, slo: str, stats: ClassStats, target_qps: float) -> ClassSummary:
@@ -100,11 +103,12 @@ def _row(tier: int | str, slo: str, stats: ClassStats, target_qps: float) -> Cla
 
 
 def format_summary(summary: RunSummary) -> str:
-    """The spec's table (count, p50/p95/p99 ms, SLO attainment %) plus errors and rates, then
-    LoadGen's verdict with its reasons."""
+    """The load certificate's line, the spec's table (count, p50/p95/p99 ms, SLO attainment %)
+    plus errors and rates, then LoadGen's verdict with its reasons."""
     header = (f"{'tier':>4} {'slo':<8} {'count':>7} {'p50_ms':>9} {'p95_ms':>9} {'p99_ms':>9} "
               f"{'slo_attainment_%':>16} {'errors':>7} {'target_qps':>10} {'achieved_qps':>12}")
-    lines = [header, "-" * len(header)]
+    lines = [*([describe(summary.load)] if summary.load is not None else []),
+             header, "-" * len(header)]
     for row in (*summary.classes, summary.overall):
         lines.append(
             f"{row.tier!s:>4} {row.slo:<8} {row.count:>7} {row.p50_ms:>9.2f} {row.p95_ms:>9.2f} "

@@ -17,6 +17,7 @@ from fastload.contract.exits import (
     EXIT_THRESHOLD,
 )
 from fastload.contract.verdicts import LoadGenVerdict
+from fastload.results.certificate import LoadCertificate
 from fastload.results.stats import RunStats
 from fastload.results.summary import format_summary, summarize, write_json
 from fastload.results.thresholds import report_held
@@ -46,12 +47,13 @@ def run_stats(config: RunConfig, plans: Sequence[Plan]) -> RunStats:
 
 def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdict],
              start_mono_ns: int, signum: int | None, failures: Sequence[Failure],
-             notes: Sequence[str] = (), extra_json: Mapping[str, Any] | None = None) -> int:
-    """Write the summary JSON, print the table, ``notes`` and the conditions that held; return
-    the exit code: a signal's, else the first of ``failures`` (ranked by the caller), else 6 if
-    a --fail-if held, else 1 if requests failed, else 0."""
+             load: LoadCertificate, notes: Sequence[str] = (),
+             extra_json: Mapping[str, Any] | None = None) -> int:
+    """Write the summary JSON, print the load certificate, the table, ``notes`` and the
+    conditions that held; return the exit code: a signal's, else the first of ``failures``
+    (ranked by the caller), else 6 if a --fail-if held, else 1 if requests failed, else 0."""
     summary = summarize(stats, config.total_qps, config.workload.name, config.seed, verdicts,
-                        signum is not None, config.phases, start_mono_ns)
+                        signum is not None, config.phases, start_mono_ns, load)
     write_json(summary, config.summary_json, extra_json)
     print(format_summary(summary), flush=True)
     for note in notes:

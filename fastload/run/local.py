@@ -11,12 +11,15 @@ from contextlib import ExitStack
 from functools import partial
 from typing import Callable, Sequence
 
+import numpy as np
+
 from fastload.arrivals.pipe import Arrivals, Issuer
 from fastload.arrivals.plans import arrival_plans
 from fastload.contract.config import RunConfig
 from fastload.contract.exits import EXIT_LOADGEN_FAILED, EXIT_OUTPUT_FAILED
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.records.recorder import Recorder
+from fastload.results.certificate import certify
 from fastload.run.conclude import Failure, conclude, opening_line, run_stats
 from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
@@ -79,6 +82,8 @@ def run_local(config: RunConfig,
                       f"long enough for each class to reach its share of --min-query-count",
                       flush=True)
             stats = run_stats(config, plans)
+            # A timer's plans say when each arrival is due; LoadGen's say nothing (None).
+            planned_s = [plan.planned_offsets_s() for plan in plans]
             arrivals = Arrivals(plans, entry, multiprocessing.get_context("spawn"))
             arrivals.wait_ready(ARRIVALS_START_TIMEOUT_S)
             sender = open_sender(config, address, target, arrivals)
@@ -87,6 +92,10 @@ def run_local(config: RunConfig,
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
             arrivals.go(start_mono_ns)
+            for plan, offsets_s in zip(plans, planned_s):
+                if offsets_s is not None:  # as the timer turns them into times
+                    stats.expect(plan.label,
+                                 start_mono_ns + np.round(offsets_s * 1e9).astype(np.int64))
             # Every plan runs for its duration_ms (per-class tests may run longer than asked).
             progress = Progress(max(plan.duration_ms for plan in plans) / 1000, start_mono_ns,
                                 lambda: (sender.in_flight(), recorder.unflushed()))
@@ -119,8 +128,13 @@ def run_local(config: RunConfig,
     signum = stop_signals[0] if stop_signals else None
     issuers = arrivals.issuers
     verdicts = [issuer.plan.verdict(issuer.ended) for issuer in issuers]
+    processes = [*sender.loads(), *(issuer.load for issuer in issuers if issuer.load)]
+    planned = (None if any(offsets_s is None for offsets_s in planned_s)
+               else sum(len(offsets_s) for offsets_s in planned_s))
+    load = certify(config, stats, start_mono_ns, processes, planned, signum is not None)
     return conclude(config, stats, [v for v in verdicts if v is not None], start_mono_ns, signum,
-                    _failures(config, sender, issuers, recorder, signum is not None), notes)
+                    _failures(config, sender, issuers, recorder, signum is not None), load,
+                    notes)
 
 
 def _failures(config: RunConfig, sender: Sender, issuers: Sequence[Issuer], recorder: Recorder,

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Callable, Sequence, TextIO
 
+from fastload.contract.percentiles import nearest_rank
 from fastload.records.row import ANSWERED, Record
-from fastload.results.stats import nearest_rank
 
 TTY_PERIOD_S = 1.0
 LOG_PERIOD_S = 5.0

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import grpc.aio
 
+from fastload.contract.load import ProcessLoad
+
 if TYPE_CHECKING:
     from fastload.arrivals.pipe import Arrivals, IssuedSample
     from fastload.records.recorder import Recorder
@@ -43,6 +45,10 @@ class Sender(Protocol):
 
     def in_flight(self) -> int:
         """Calls started and not yet ended (for the status line)."""
+
+    def loads(self) -> list[ProcessLoad]:
+        """Each process that sent (and recorded) over ``serve``: CPU and event-loop lag, for the
+        load certificate."""
 
     def close(self) -> None:
         """Close channels and processes; calls still in flight are cancelled."""

@@ -22,8 +22,10 @@ import grpc
 import grpc.aio
 
 from fastload.arrivals.pipe import Arrivals, Issuer
+from fastload.contract.load import ProcessLoad
 from fastload.records.row import STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, Record
 from fastload.send.base import ChannelFactory, Records
+from fastload.send.loop_lag import LoopLag
 from fastload.targets._tensor import DEFAULT_POOL_SIZE
 from fastload.targets.base import Encode, Target
 
@@ -54,7 +56,9 @@ class Dispatcher:
         max_inflight: int,
         metadata: Sequence[tuple[str, str]] = (),
         sender: int = 0,
+        name: str = "fastload",
     ) -> None:
+        self._name = name
         self._loop = asyncio.new_event_loop()
         self._channel = self._loop.run_until_complete(_connected(open_channel))
         # No serializers: the encoder's bytes go to the wire as they are, the response's come
@@ -73,6 +77,8 @@ class Dispatcher:
         self.died: list[str] = []  # this process cannot lose a sender: it is the sender
         self._sent: deque[tuple[int, Issuer, Record, grpc.aio.UnaryUnaryCall]] = deque()
         self._loop.call_later(WATCHDOG_PERIOD_S, self._expire)
+        self._loop_lag = LoopLag(self._loop)
+        self._load: ProcessLoad | None = None  # from serve()
 
     def serve(self, arrivals: Arrivals, records: Records, stop: threading.Event) -> bool:
         """Send samples until every arrival process has ended or ``stop`` is set; every sample
@@ -82,7 +88,15 @@ class Dispatcher:
         flight are left to ``drain``.
         """
         self._records = records
-        return self._loop.run_until_complete(self._serve(arrivals, stop))
+        cpu_ns, wall_ns = time.process_time_ns(), time.monotonic_ns()
+        self._loop_lag.start()
+        try:
+            return self._loop.run_until_complete(self._serve(arrivals, stop))
+        finally:
+            self._loop_lag.stop()
+            self._load = ProcessLoad(self._name, "sender", (time.process_time_ns() - cpu_ns) / 1e9,
+                                     (time.monotonic_ns() - wall_ns) / 1e9,
+                                     self._loop_lag.spread())
 
     async def _serve(self, arrivals: Arrivals, stop: threading.Event) -> bool:
         ended = self._loop.create_future()
@@ -176,6 +190,10 @@ class Dispatcher:
     def in_flight(self) -> int:
         """Calls started and not yet ended."""
         return self._inflight
+
+    def loads(self) -> list[ProcessLoad]:
+        """This process while it sent: its CPU and its loop's lag (none before ``serve``)."""
+        return [self._load] if self._load is not None else []
 
     def drain(self, timeout_s: float) -> bool:
         """Wait for calls in flight; True if none is left."""

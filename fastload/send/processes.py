@@ -23,6 +23,8 @@ from typing import Sequence
 import grpc
 
 from fastload.arrivals.pipe import Arrivals, IssuedSample
+from fastload.contract.load import ProcessLoad
+from fastload.contract.percentiles import Spread
 from fastload.memory import without_gc_pauses
 from fastload.records.recorder import Recorder
 from fastload.records.row import (
@@ -41,9 +43,14 @@ from fastload.targets.base import Target
 # issuer index, class index, model index, status index, success
 OUTCOME = struct.Struct("<QQqqqqHHHH?")
 # A message: its kind, then (OUTCOMES) the sender's calls in flight and OUTCOME records, or
-# (ENDED) the indices of the arrival processes whose ENDED record this sender read.
+# (ENDED) the sender's own load, then each arrival process whose ENDED record it read, with
+# that process's load.
 READY, OUTCOMES, ENDED = b"R", b"O", b"E"
 IN_FLIGHT = struct.Struct("<I")
+# CPU s, wall s, whether its loop lag was measured, and the lag's p50, p99 and max in ms.
+SENDER_LOAD = struct.Struct("<dd?ddd")
+# Arrival process index, its CPU s and wall s since GO.
+ARRIVALS_ENDED = struct.Struct("<Hdd")
 # Every status a sample can end with, numbered for OUTCOME records.
 STATUSES = tuple(dict.fromkeys((STATUS_OK, STATUS_EXPIRED, STATUS_CLIENT_OVERLOAD,
                                 STATUS_CLIENT_ERROR, STATUS_NOT_SENT,
@@ -71,6 +78,7 @@ class SenderProcesses:
         self._names: dict[Connection, str] = {}
         self._reported: set[Connection] = set()  # senders that said ENDED before exiting
         self.died: list[str] = []  # senders that exited without ENDED
+        self._loads: list[ProcessLoad] = []  # this process's, then each sender's from ENDED
         self._processes = []
         self._receivers = []
         self._recorder: Recorder | None = None  # the run's, from serve()
@@ -112,11 +120,21 @@ class SenderProcesses:
     def serve(self, arrivals: Arrivals, recorder: Recorder, stop: threading.Event) -> bool:
         """Record what the senders report until every one has ended or ``stop`` is set."""
         self._recorder = recorder
-        while self._in_flight:
-            if stop.is_set():
-                return False
-            self._receive(STOP_POLL_S)
-        return True
+        cpu_ns, wall_ns = time.process_time_ns(), time.monotonic_ns()
+        try:
+            while self._in_flight:
+                if stop.is_set():
+                    return False
+                self._receive(STOP_POLL_S)
+            return True
+        finally:
+            self._loads.insert(0, ProcessLoad("fastload", "recorder",
+                                              (time.process_time_ns() - cpu_ns) / 1e9,
+                                              (time.monotonic_ns() - wall_ns) / 1e9))
+
+    def loads(self) -> list[ProcessLoad]:
+        """This process (recording) over ``serve``, and each sender process that ended."""
+        return list(self._loads)
 
     def drain(self, timeout_s: float) -> bool:
         """After a stop: record until every sender has drained its calls and ended."""
@@ -140,8 +158,12 @@ class SenderProcesses:
                 self._record(body[IN_FLIGHT.size:])
             elif kind == ENDED:
                 self._reported.add(receiver)
-                for index in body.cast("H"):
-                    self._issuers[index].ended = True
+                cpu_s, wall_s, lagged, *lag_ms = SENDER_LOAD.unpack_from(body)
+                self._loads.append(ProcessLoad(self._names[receiver], "sender", cpu_s, wall_s,
+                                               Spread(*lag_ms) if lagged else None))
+                for index, cpu_s, wall_s in ARRIVALS_ENDED.iter_unpack(
+                        body[SENDER_LOAD.size:]):
+                    self._issuers[index].end(cpu_s, wall_s)
 
     def _lost(self, receiver: Connection) -> None:
         """A sender died with samples in flight that nothing will complete: LoadGen would wait
@@ -228,7 +250,8 @@ def _sender_main(sender: int, arrivals: Arrivals, open_channel: ChannelFactory, 
                  metadata: tuple[tuple[str, str], ...], parent: Connection) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    dispatcher = Dispatcher(open_channel, target, timeout_s, max_inflight, metadata, sender)
+    dispatcher = Dispatcher(open_channel, target, timeout_s, max_inflight, metadata, sender,
+                            name=f"fastload-sender-{sender}")
     forwarder = Forwarder(parent, dispatcher)
     parent.send_bytes(READY)
     # Never stopped from here: the parent stops the arrival processes, and the pipe's end
@@ -237,6 +260,11 @@ def _sender_main(sender: int, arrivals: Arrivals, open_channel: ChannelFactory, 
         dispatcher.serve(arrivals, forwarder, threading.Event())
         dispatcher.drain(drain_s)
     forwarder.finish()
-    ended = [issuer.index for issuer in arrivals.issuers if issuer.ended]
-    parent.send_bytes(ENDED + struct.pack(f"<{len(ended)}H", *ended))
+    [load] = dispatcher.loads()
+    lag = load.loop_lag
+    parent.send_bytes(b"".join((
+        ENDED, SENDER_LOAD.pack(load.cpu_s, load.wall_s, lag is not None,
+                                *((lag.p50_ms, lag.p99_ms, lag.max_ms) if lag else (0, 0, 0))),
+        *(ARRIVALS_ENDED.pack(issuer.index, issuer.load.cpu_s, issuer.load.wall_s)
+          for issuer in arrivals.issuers if issuer.ended))))
     dispatcher.close()

@@ -32,6 +32,7 @@ from fastload.contract.exits import (
     TargetUnavailable,
 )
 from fastload.contract.verdicts import LoadGenVerdict
+from fastload.results.certificate import CLIENT_LIMITED, certify
 from fastload.run.conclude import Failure, conclude, opening_line, run_stats
 from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
@@ -122,6 +123,11 @@ class Shard:
         return [LoadGenVerdict(f"shard{self.index}/{v['test']}", v["valid"], tuple(v["reasons"]))
                 for v in summary["loadgen_verdicts"]]
 
+    def client_limited(self) -> str | None:
+        """Why its own load certificate found it client-limited; None if it did not."""
+        load = (self.result.summary or {}).get("load") if self.result is not None else None
+        return load["reason"] if load and load["verdict"] == CLIENT_LIMITED else None
+
     def report(self) -> dict[str, Any]:
         """Its entry in the summary JSON's ``shards``."""
         return {
@@ -132,6 +138,7 @@ class Shard:
             "round_trip_ns": self.clock.round_trip_ns, "rows": self.rows,
             "exit_code": self.result.exit_code if self.result is not None else None,
             "died": self.died, "output_dir": str(self.config.output_dir),
+            "load": (self.result.summary or {}).get("load") if self.result is not None else None,
         }
 
 
@@ -233,8 +240,14 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
             notes.append(f"reference scheduler: {scheduler.stop(signal.SIGINT).stdout.strip()}")
 
     verdicts = [v for shard in shards for v in shard.verdicts(uses_loadgen(entry))]
+    planned_s = plans[0].planned_offsets_s()  # a timer's one plan, dealt out; None: LoadGen
+    # Each shard certified its own processes; the merged rows give the rates and send lag.
+    load = certify(config, stats, go_mono_ns + GO_MARGIN_NS, (),
+                   len(planned_s) if planned_s is not None else None, stop.signum is not None,
+                   [f"{shard.name}: {reason}" for shard in shards
+                    if (reason := shard.client_limited()) is not None])
     return conclude(config, stats, verdicts, go_mono_ns + GO_MARGIN_NS, stop.signum,
-                    _failures(shards, merge, config), notes,
+                    _failures(shards, merge, config), load, notes,
                     {"shards": [shard.report() for shard in shards]})
 
 

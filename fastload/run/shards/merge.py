@@ -22,7 +22,8 @@ from fastload.results.stats import RunStats
 MERGED_COLUMNS = (*CSV_COLUMNS, "shard")
 _COLUMN = {name: i for i, name in enumerate(CSV_COLUMNS)}
 # What the run's statistics read of a record.
-_STATS_COLUMNS = ("tier", "slo", "issue_mono_ns", "status", "latency_ns", "slo_met", "phase")
+_STATS_COLUMNS = ("tier", "slo", "issue_mono_ns", "status", "latency_ns", "slo_met", "phase",
+                  "send_lag_ns")
 
 
 class RowRecord(NamedTuple):
@@ -34,6 +35,7 @@ class RowRecord(NamedTuple):
     latency_ns: int
     slo_met: bool
     phase: int
+    send_lag_ns: int
 
 
 class ShardMerge:

@@ -76,8 +76,9 @@ class Dispatcher:
         self._idle.set()
         self.died: list[str] = []  # this process cannot lose a sender: it is the sender
         self._sent: deque[tuple[int, Issuer, Record, grpc.aio.UnaryUnaryCall]] = deque()
-        self._loop.call_later(WATCHDOG_PERIOD_S, self._expire)
-        self._loop_lag = LoopLag(self._loop)
+        self._loop_lag = LoopLag()
+        self._watchdog_due_s = 0.0
+        self._schedule_watchdog()
         self._load: ProcessLoad | None = None  # from serve()
 
     def serve(self, arrivals: Arrivals, records: Records, stop: threading.Event) -> bool:
@@ -89,11 +90,11 @@ class Dispatcher:
         """
         self._records = records
         cpu_ns, wall_ns = time.process_time_ns(), time.monotonic_ns()
-        self._loop_lag.start()
+        self._loop_lag.measuring = True
         try:
             return self._loop.run_until_complete(self._serve(arrivals, stop))
         finally:
-            self._loop_lag.stop()
+            self._loop_lag.measuring = False
             self._load = ProcessLoad(self._name, "sender", (time.process_time_ns() - cpu_ns) / 1e9,
                                      (time.monotonic_ns() - wall_ns) / 1e9,
                                      self._loop_lag.spread())
@@ -173,14 +174,20 @@ class Dispatcher:
         Measured: with the scheduler process frozen (SIGSTOP) while its socket is full, some
         grpcio calls never report their deadline until the peer wakes, and LoadGen would wait
         for them for ever. Calls are checked in send order; the timeout is the same for all.
+        How late this callback runs is the loop's lag (``loop_lag``).
         """
+        self._loop_lag.observe(self._loop.time() - self._watchdog_due_s)
         now_ns = time.monotonic_ns()
         while self._sent and self._sent[0][0] <= now_ns:
             _, issuer, record, call = self._sent.popleft()
             if not record.status:
                 self._finish(issuer, record, grpc.StatusCode.DEADLINE_EXCEEDED.name, False)
                 call.cancel()
-        self._loop.call_later(WATCHDOG_PERIOD_S, self._expire)
+        self._schedule_watchdog()
+
+    def _schedule_watchdog(self) -> None:
+        self._watchdog_due_s = self._loop.time() + WATCHDOG_PERIOD_S
+        self._loop.call_at(self._watchdog_due_s, self._expire)
 
     def _finish(self, issuer: Issuer, record: Record, status: str, success: bool) -> None:
         """The one place a sample is recorded and completed towards LoadGen."""

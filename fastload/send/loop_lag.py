@@ -1,42 +1,32 @@
-"""How late a sender's event loop runs a callback due every PERIOD_S: the delay any answer waits
-before the loop can take it, so its p99 bounds how much of a measured latency is the client's."""
-from __future__ import annotations
+"""How late a sender's event loop runs a callback that is due: the delay any answer waits before
+the loop can take it, so its p99 bounds how much of a measured latency is the client's.
 
-import asyncio
+The callback is the sender's watchdog, due every WATCHDOG_PERIOD_S (0.1 s), so measuring costs
+no wake-up of its own: a timer of its own every 10 ms cost about 1 % of a core on an idle loop
+(each wake-up ~0.1 ms of CPU on the 2-core machine), 4 % of fastload's CPU per request at
+500 QPS. Ten samples a second make the p99 of a short run its largest lag.
+"""
+from __future__ import annotations
 
 from hdrh.histogram import HdrHistogram
 
 from fastload.contract.percentiles import Spread
 
-# 100 callbacks a second cost about 0.05 % of a core.
-PERIOD_S = 0.01
 _RANGE_US = (1, 3_600_000_000, 3)  # 1 µs to an hour, 3 significant digits
 
 
 class LoopLag:
-    """Runs on ``loop`` between ``start`` and ``stop`` (while the loop sends)."""
+    """Lags observed while ``measuring`` (while the loop sends)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._lag_us = HdrHistogram(*_RANGE_US)
-        self._due_s = 0.0
-        self._handle: asyncio.TimerHandle | None = None
+        self.measuring = False
 
-    def start(self) -> None:
-        self._due_s = self._loop.time() + PERIOD_S
-        self._handle = self._loop.call_at(self._due_s, self._tick)
-
-    def _tick(self) -> None:
-        now_s = self._loop.time()
-        self._lag_us.record_value(min(max(int((now_s - self._due_s) * 1e6), 1), _RANGE_US[1]))
-        self._due_s = now_s + PERIOD_S
-        self._handle = self._loop.call_at(self._due_s, self._tick)
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+    def observe(self, late_s: float) -> None:
+        """A callback ran ``late_s`` after it was due."""
+        if self.measuring:
+            self._lag_us.record_value(min(max(int(late_s * 1e6), 1), _RANGE_US[1]))
 
     def spread(self) -> Spread | None:
-        """p50, p99 and max of the lags seen; None before the first tick."""
+        """p50, p99 and max of the lags seen; None before the first."""
         return Spread.of(self._lag_us)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from fastload.contract.config import RunConfig
-from fastload.contract.load import ProcessLoad
+from fastload.contract.load import DEFAULT_LAG_SHARE_OF_SLO, ProcessLoad
 from fastload.contract.percentiles import Spread
 from fastload.results.stats import ClassStats, RunStats
 
@@ -157,7 +157,8 @@ def _limit_text(config: RunConfig, lag_limit_ms: float) -> str:
     if config.load_limits.lag_ms is not None:
         return f"{lag_limit_ms:g} ms"
     tightest_ms = min(c.slo_ns for c in config.workload.classes) / 1e6
-    return f"{lag_limit_ms:g} ms (5 % of the tightest SLO, {tightest_ms:g} ms)"
+    return (f"{lag_limit_ms:g} ms ({100 * DEFAULT_LAG_SHARE_OF_SLO:g} % of the tightest SLO, "
+            f"{tightest_ms:g} ms)")
 
 
 def describe(certificate: LoadCertificate) -> str:

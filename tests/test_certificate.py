@@ -61,7 +61,7 @@ def test_a_short_slow_run_is_not_flagged_by_count_noise(tmp_path):
     config = config_for(tmp_path, "--total-qps", "10", "--duration-ms", "1000")
     # 7 gaps where 10 were planned over the span: 30 % short, but within Poisson noise.
     stats = stats_of(config, [100 * 10 / 7] * 8)
-    certificate = certify(config, stats, START_NS, [sender(0.1)], None, False)
+    certificate = certify(config, stats, START_NS, [sender(0.1)], [None], False)
     assert certificate.verdict == AS_PLANNED, certificate.reason
     overall = next(c for c in certificate.rate if c.row == "all")
     assert overall.issued == 7 and abs(overall.sigmas) < 4
@@ -71,7 +71,7 @@ def test_a_long_run_five_percent_short_is_client_limited(tmp_path):
     config = config_for(tmp_path, "--total-qps", "1000", "--duration-ms", "20000")
     # 20,000 issues at 95 % of the planned rate: -7 σ of Poisson noise overall.
     stats = stats_of(config, [1 / 0.95] * 20_000)
-    certificate = certify(config, stats, START_NS, [sender(0.1)], None, False)
+    certificate = certify(config, stats, START_NS, [sender(0.1)], [None], False)
     assert certificate.verdict == CLIENT_LIMITED
     assert "gaps between issues against" in certificate.reason and "σ" in certificate.reason
     overall = next(c for c in certificate.rate if c.row == "all")
@@ -89,7 +89,7 @@ def test_the_first_limit_crossed_is_the_reason(tmp_path, change, reason):
     stats = stats_of(config, [10.0] * 500, change.get("send_lag_ms", 0.1))
     load = sender(change.get("busy", 0.2), change.get("loop_lag_ms", 0.5))
     arrivals = ProcessLoad("arrivals all", "arrivals", 9.9, 10.0)  # never judged by its CPU
-    certificate = certify(config, stats, START_NS, [load, arrivals], None, False)
+    certificate = certify(config, stats, START_NS, [load, arrivals], [None], False)
     assert certificate.verdict == CLIENT_LIMITED
     assert certificate.reason.startswith(reason)
 
@@ -98,18 +98,18 @@ def test_limits_follow_the_tightest_slo_or_the_flag_values(tmp_path):
     config = config_for(tmp_path, "--total-qps", "100", "--duration-ms", "5000")
     stats = stats_of(config, [10.0] * 500, send_lag_ms=12.0)
     loose = replace(config, load_limits=LoadLimits(lag_ms=20.0))
-    assert certify(loose, stats, START_NS, [sender(0.2)], None, False).verdict == AS_PLANNED
+    assert certify(loose, stats, START_NS, [sender(0.2)], [None], False).verdict == AS_PLANNED
     assert LoadLimits().lag_limit_ms(config.workload) == pytest.approx(5.0)
 
 
 def test_a_timer_plan_is_exact_and_an_interrupted_run_is_not_judged(tmp_path):
     config = config_for(tmp_path, "--total-qps", "100", "--duration-ms", "5000")
     stats = stats_of(config, [10.0] * 500)
-    assert certify(config, stats, START_NS, [], 500, False).verdict == AS_PLANNED
-    short = certify(config, stats, START_NS, [], 501, False)
+    assert certify(config, stats, START_NS, [], [np.zeros(500)], False).verdict == AS_PLANNED
+    short = certify(config, stats, START_NS, [], [np.zeros(501)], False)
     assert short.verdict == CLIENT_LIMITED
     assert short.reason == "issued 500 of the 501 arrivals planned"
-    assert certify(config, stats, START_NS, [], 501, True).verdict == NOT_JUDGED
+    assert certify(config, stats, START_NS, [], [np.zeros(501)], True).verdict == NOT_JUDGED
 
 
 def load_of(csv_path: Path) -> dict:

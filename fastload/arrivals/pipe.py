@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
-from fastload.contract.load import ProcessLoad
+from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.contract.workload import RequestClass
 
 ARRIVAL = struct.Struct("<QQqqHHHH")
@@ -98,7 +98,7 @@ class ChildPipe:
         self._take = sequence.take
         # Keep the Connections alive: their descriptors are ours for the whole run.
         self._connections = (arrivals, completions)
-        self._go_cpu_ns = self._go_wall_ns = 0
+        self._since_go: ProcessClock | None = None
 
     def wait_for_go(self) -> int | None:
         """Say READY, wait for GO; the run's start (monotonic ns), None if the parent quit."""
@@ -107,7 +107,7 @@ class ChildPipe:
         if len(go) != GO.size:
             return None
         marker, start_mono_ns = GO.unpack(go)
-        self._go_cpu_ns, self._go_wall_ns = time.process_time_ns(), time.monotonic_ns()
+        self._since_go = ProcessClock()
         return start_mono_ns if marker == GO_MARKER else None
 
     def issue(self, source_ids: Sequence[int], draw: Callable[[], tuple[int, int]]) -> None:
@@ -133,8 +133,7 @@ class ChildPipe:
 
     def ended(self) -> None:
         """Say ENDED, with this process's CPU and wall time since GO."""
-        self._announce(KIND_ENDED, time.process_time_ns() - self._go_cpu_ns,
-                       time.monotonic_ns() - self._go_wall_ns)
+        self._announce(KIND_ENDED, *self._since_go.elapsed_ns())
 
     def _announce(self, kind: int, cpu_ns: int = 0, wall_ns: int = 0) -> None:
         os.write(self._out_fd, ARRIVAL.pack(cpu_ns, wall_ns, 0, 0, self._index, kind, 0, 0))

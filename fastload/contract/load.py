@@ -2,6 +2,7 @@
 parts of the load certificate (``results.certificate``) that come from outside the records."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from fastload.contract.percentiles import Spread
@@ -32,6 +33,21 @@ class ProcessLoad:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "busy", self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0)
+
+
+class ProcessClock:
+    """This process's CPU and wall time from when the clock was made (CPU of all its threads)."""
+
+    def __init__(self) -> None:
+        self._cpu_ns, self._wall_ns = time.process_time_ns(), time.monotonic_ns()
+
+    def elapsed_ns(self) -> tuple[int, int]:
+        """(CPU ns, wall ns) since the clock was made."""
+        return time.process_time_ns() - self._cpu_ns, time.monotonic_ns() - self._wall_ns
+
+    def load(self, name: str, role: str, loop_lag: Spread | None = None) -> ProcessLoad:
+        cpu_ns, wall_ns = self.elapsed_ns()
+        return ProcessLoad(name, role, cpu_ns / 1e9, wall_ns / 1e9, loop_lag)
 
 
 @dataclass(frozen=True)

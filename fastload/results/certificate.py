@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from fastload.contract.config import RunConfig
 from fastload.contract.load import DEFAULT_LAG_SHARE_OF_SLO, ProcessLoad
 from fastload.contract.percentiles import Spread
@@ -61,14 +63,15 @@ class LoadCertificate:
 
 
 def certify(config: RunConfig, stats: RunStats, start_mono_ns: int,
-            processes: Sequence[ProcessLoad], planned_arrivals: int | None, interrupted: bool,
-            sub_reasons: Sequence[str] = ()) -> LoadCertificate:
-    """The certificate of a run; ``planned_arrivals``: how many a timer's plan holds (None for
-    LoadGen's arrivals); ``sub_reasons``: parts that judged themselves client-limited (a Ray
-    shard), each named."""
+            processes: Sequence[ProcessLoad], planned_offsets_s: Sequence[np.ndarray | None],
+            interrupted: bool, sub_reasons: Sequence[str] = ()) -> LoadCertificate:
+    """The certificate of a run; ``planned_offsets_s``: each arrival plan's
+    ``planned_offsets_s()`` (None for LoadGen's); ``sub_reasons``: parts that judged themselves
+    client-limited (a Ray shard), each named."""
     limits = config.load_limits
     lag_limit_ms = limits.lag_limit_ms(config.workload)
-    rate = (_exact_rate(stats, planned_arrivals) if planned_arrivals is not None
+    timed = [offsets_s for offsets_s in planned_offsets_s if offsets_s is not None]
+    rate = (_exact_rate(stats, sum(map(len, timed))) if timed
             else _poisson_rates(config, stats, start_mono_ns))
     senders = [p for p in processes if p.role == "sender"]
     lagged = [p for p in senders if p.loop_lag is not None]

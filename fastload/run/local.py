@@ -129,9 +129,7 @@ def run_local(config: RunConfig,
     issuers = arrivals.issuers
     verdicts = [issuer.plan.verdict(issuer.ended) for issuer in issuers]
     processes = [*sender.loads(), *(issuer.load for issuer in issuers if issuer.load)]
-    planned = (None if any(offsets_s is None for offsets_s in planned_s)
-               else sum(len(offsets_s) for offsets_s in planned_s))
-    load = certify(config, stats, start_mono_ns, processes, planned, signum is not None)
+    load = certify(config, stats, start_mono_ns, processes, planned_s, signum is not None)
     return conclude(config, stats, [v for v in verdicts if v is not None], start_mono_ns, signum,
                     _failures(config, sender, issuers, recorder, signum is not None), load,
                     notes)

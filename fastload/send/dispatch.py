@@ -22,7 +22,7 @@ import grpc
 import grpc.aio
 
 from fastload.arrivals.pipe import Arrivals, Issuer
-from fastload.contract.load import ProcessLoad
+from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.records.row import STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, Record
 from fastload.send.base import ChannelFactory, Records
 from fastload.send.loop_lag import LoopLag
@@ -89,15 +89,13 @@ class Dispatcher:
         flight are left to ``drain``.
         """
         self._records = records
-        cpu_ns, wall_ns = time.process_time_ns(), time.monotonic_ns()
+        clock = ProcessClock()
         self._loop_lag.measuring = True
         try:
             return self._loop.run_until_complete(self._serve(arrivals, stop))
         finally:
             self._loop_lag.measuring = False
-            self._load = ProcessLoad(self._name, "sender", (time.process_time_ns() - cpu_ns) / 1e9,
-                                     (time.monotonic_ns() - wall_ns) / 1e9,
-                                     self._loop_lag.spread())
+            self._load = clock.load(self._name, "sender", self._loop_lag.spread())
 
     async def _serve(self, arrivals: Arrivals, stop: threading.Event) -> bool:
         ended = self._loop.create_future()

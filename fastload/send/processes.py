@@ -23,7 +23,7 @@ from typing import Sequence
 import grpc
 
 from fastload.arrivals.pipe import Arrivals, IssuedSample
-from fastload.contract.load import ProcessLoad
+from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.contract.percentiles import Spread
 from fastload.memory import without_gc_pauses
 from fastload.records.recorder import Recorder
@@ -120,7 +120,7 @@ class SenderProcesses:
     def serve(self, arrivals: Arrivals, recorder: Recorder, stop: threading.Event) -> bool:
         """Record what the senders report until every one has ended or ``stop`` is set."""
         self._recorder = recorder
-        cpu_ns, wall_ns = time.process_time_ns(), time.monotonic_ns()
+        clock = ProcessClock()
         try:
             while self._in_flight:
                 if stop.is_set():
@@ -128,9 +128,7 @@ class SenderProcesses:
                 self._receive(STOP_POLL_S)
             return True
         finally:
-            self._loads.insert(0, ProcessLoad("fastload", "recorder",
-                                              (time.process_time_ns() - cpu_ns) / 1e9,
-                                              (time.monotonic_ns() - wall_ns) / 1e9))
+            self._loads.insert(0, clock.load("fastload", "recorder"))
 
     def loads(self) -> list[ProcessLoad]:
         """This process (recording) over ``serve``, and each sender process that ended."""

@@ -240,10 +240,10 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
             notes.append(f"reference scheduler: {scheduler.stop(signal.SIGINT).stdout.strip()}")
 
     verdicts = [v for shard in shards for v in shard.verdicts(uses_loadgen(entry))]
-    planned_s = plans[0].planned_offsets_s()  # a timer's one plan, dealt out; None: LoadGen
-    # Each shard certified its own processes; the merged rows give the rates and send lag.
+    # Each shard certified its own processes; the merged rows give the rates and send lag,
+    # against the driver's plans (a timer's one plan before it was dealt out).
     load = certify(config, stats, go_mono_ns + GO_MARGIN_NS, (),
-                   len(planned_s) if planned_s is not None else None, stop.signum is not None,
+                   [plan.planned_offsets_s() for plan in plans], stop.signum is not None,
                    [f"{shard.name}: {reason}" for shard in shards
                     if (reason := shard.client_limited()) is not None])
     return conclude(config, stats, verdicts, go_mono_ns + GO_MARGIN_NS, stop.signum,

@@ -240,6 +240,9 @@ def test_unreachable_scheduler_fails_fast_without_writing_outputs(tmp_path):
     (("--scheduler-url", "localhost"), "--scheduler-url must be host:port"),
     (("--scheduler-url", "host:99999"), "--scheduler-url must be host:port"),
     (("--timeout-ms", "-1"), "--timeout-ms must be > 0"),
+    (("--max-lag-ms", "0"), "--max-lag-ms must be a positive number"),
+    (("--max-sender-busy", "-90"), "--max-sender-busy must be a positive number"),
+    (("--rate-sigmas", "inf"), "--rate-sigmas must be a positive number"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
     proc, csv_path = run_fastload(tmp_path, *args, timeout_s=30)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastload.results.runs import at_highest_load, load_runs
+
 WORKLOAD = (
     'name = "small"\n'
     "[models.resnet50]\nshape = [1, 16]\n"
@@ -133,6 +135,36 @@ def test_stop_when_ends_a_series_at_the_knee(tmp_path: Path) -> None:
     points = json.loads((tmp_path / "out" / "sweep.json").read_text())["points"]
     assert [p["target_qps"] for p in points] == [300]
     assert "attainment" in proc.stdout and "the series stops here" in proc.stdout
+
+
+def test_a_client_limited_point_ends_its_series_and_is_not_counted(tmp_path: Path) -> None:
+    """5,000 QPS of the spec's 602 KB requests is more than one sender process sends on any
+    machine: that point is client-limited, ends its series under --stop-when (whatever the
+    attainment) and makes the sweep exit 8; the report greys it, draws it off the attainment
+    line and takes the other figures from the highest point the server answered for."""
+    proc = run_module("fastload.sweep", "--qps", "100,5000,6000", "--embedded",
+                      "--embedded-gpus", "64", "--duration-ms", "1500", "--min-query-count",
+                      "1", "--quiet", "--stop-when", "ATTAINMENT<1", "--output-dir", "out",
+                      cwd=tmp_path)
+    assert proc.returncode == 8, proc.stderr
+    points = json.loads((tmp_path / "out" / "sweep.json").read_text())["points"]
+    assert [(p["target_qps"], p["exit_code"], p["load"]["verdict"]) for p in points] == [
+        (100, 0, "load as planned"), (5000, 8, "client-limited")]
+    assert f"sweep: balanced at 5000 QPS was client-limited ({points[1]['load']['reason']}); " \
+           f"the series stops here" in proc.stdout
+    assert "sweep: client-limited, so not the server's result (exit 8): balanced at 5000 QPS" \
+        in proc.stdout
+    report = run_module("fastload.report", "out", "-o", "r.html", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert [(r["offered_qps"], r["counted"], r["load"]["verdict"]) for r in runs] == [
+        (100, True, "load as planned"), (5000, False, "client-limited")]
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Load certificates</h2>" in page
+    assert page.count('<tr class="overall limited">') == 1  # the summary's row of 5,000 QPS
+    assert "Client-limited (greyed, not counted as the server's result): balanced @ 5000 " \
+           "QPS." in page
+    assert at_highest_load(load_runs([tmp_path / "out"], []))[0].offered_qps == 100
 
 
 @pytest.mark.parametrize("args, message", [

@@ -23,6 +23,12 @@ from fastload.contract.config import (
     TlsConfig,
 )
 from fastload.contract.exits import START_ERRORS, UsageError, exit_code_for
+from fastload.contract.load import (
+    DEFAULT_LAG_SHARE_OF_SLO,
+    DEFAULT_MAX_BUSY,
+    DEFAULT_RATE_SIGMAS,
+    LoadLimits,
+)
 from fastload.contract.rates import RateSchedule, ScheduleError, parse_schedule
 from fastload.contract.thresholds import ThresholdError, parse_threshold
 from fastload.contract.workload import (
@@ -135,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--client-key", type=Path, help="PEM client key, for mutual TLS")
     tls.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
                      help="gRPC metadata on every call, e.g. authorization='Bearer T'; repeatable")
+    limits = p.add_argument_group(
+        "the load certificate: past these limits the client, not the server, was the "
+        "bottleneck")
+    limits.add_argument("--max-lag-ms", type=float, metavar="MS",
+                        help=f"the most issue lateness, send lag or sender event-loop lag (p99) "
+                             f"the client may add (default {100 * DEFAULT_LAG_SHARE_OF_SLO:g} %% "
+                             f"of the workload's tightest SLO: 5 ms for 100 ms)")
+    limits.add_argument("--max-sender-busy", type=float, metavar="PCT",
+                        default=100 * DEFAULT_MAX_BUSY,
+                        help="the most CPU a sender process may use, in %% of one core "
+                             "(default %(default)g)")
+    limits.add_argument("--rate-sigmas", type=float, metavar="K", default=DEFAULT_RATE_SIGMAS,
+                        help="how far the issued counts may stray from the plan, in standard "
+                             "deviations of Poisson count noise (default %(default)g)")
     ray = p.add_argument_group("several machines (needs Ray: pip install 'fastload[ray]')")
     ray.add_argument("--ray", metavar="ADDRESS",
                      help="run as --shards shards on a Ray cluster, merged into one CSV and "
@@ -159,6 +179,10 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
     _require(1 <= args.processes <= MAX_PROCESSES,
              f"--processes must be in [1, {MAX_PROCESSES}], got {args.processes}")
     _require(args.seed is None or args.seed >= 0, f"--seed must be >= 0, got {args.seed}")
+    for flag, value in (("--max-lag-ms", args.max_lag_ms),
+                        ("--max-sender-busy", args.max_sender_busy),
+                        ("--rate-sigmas", args.rate_sigmas)):
+        _require_positive(flag, value)
     if not args.embedded:
         _check_url(args.scheduler_url)
     workload: Workload = (load_workload_file(args.workload_file) if args.workload_file
@@ -199,6 +223,7 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
         embedded_gpus=args.embedded_gpus or DEFAULT_EMBEDDED_GPUS,
         progress=not args.quiet, thresholds=thresholds, processes=args.processes,
         ray_address=args.ray, shards=args.shards,
+        load_limits=LoadLimits(args.max_lag_ms, args.max_sender_busy / 100, args.rate_sigmas),
     )
 
 

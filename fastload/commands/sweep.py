@@ -19,10 +19,12 @@ from fastload.commands.argparsing import OneLineParser
 from fastload.commands.run import main as run_main
 from fastload.commands.run import parse_config
 from fastload.contract.exits import (
+    EXIT_CLIENT_LIMITED,
     EXIT_LOADGEN_FAILED,
     EXIT_OK,
     EXIT_OUTPUT_FAILED,
     EXIT_REQUEST_ERRORS,
+    EXIT_SHARD_DIED,
     EXIT_SIGNALLED_BASE,
     EXIT_THRESHOLD,
     EXIT_UNREACHABLE,
@@ -31,7 +33,7 @@ from fastload.contract.exits import (
     WorkloadError,
 )
 from fastload.contract.workload import WORKLOAD_FRACTIONS
-from fastload.results.sweep_table import sweep_point, write_sweep
+from fastload.results.sweep_table import client_limited, sweep_point, write_sweep
 
 PROG = "python -m fastload.sweep"
 SET_PER_POINT = ("--total-qps", "--metrics-csv", "--output-dir", "--qps-schedule",
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each point's CSV, JSON and LoadGen logs, and sweep.json "
                         "(default %(default)s)")
     p.add_argument("--stop-when", metavar="ATTAINMENT<PCT",
-                   help="end a series once a point's overall SLO attainment is below PCT %%")
+                   help="end a series once a point's overall SLO attainment is below PCT %%, "
+                        "or once a point is client-limited (exit 8)")
     return p
 
 
@@ -122,10 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if code in FATAL or code >= EXIT_SIGNALLED_BASE:
                 write_sweep(args.output_dir, points, rates, labels)
                 return code
-            attainment = points[-1]["overall"] and points[-1]["overall"]["slo_attainment_pct"]
-            if stop_below is not None and attainment is not None and attainment < stop_below:
-                print(f"sweep: {s.label}: attainment {attainment:.1f} % < {stop_below:g} % at "
-                      f"{qps:g} QPS; the series stops here", flush=True)
+            if stop_below is not None and _stops(points[-1], stop_below):
                 break
     write_sweep(args.output_dir, points, rates, labels)
     return exit_code
@@ -157,6 +157,22 @@ def _stop_below(text: str | None) -> float | None:
     return float(match[1])
 
 
+def _stops(point: dict, stop_below: float) -> bool:
+    """Whether --stop-when ends the point's series, said when it does: attainment below the
+    bound, or a client-limited point (a higher rate would not load the server more)."""
+    where = f"sweep: {point['series']} at {point['target_qps']:g} QPS"
+    if client_limited(point):
+        print(f"{where} was client-limited ({point['load']['reason']}); the series stops here",
+              flush=True)
+        return True
+    attainment = point["overall"] and point["overall"]["slo_attainment_pct"]
+    if attainment is not None and attainment < stop_below:
+        print(f"{where}: attainment {attainment:.1f} % < {stop_below:g} %; the series stops "
+              f"here", flush=True)
+        return True
+    return False
+
+
 def _point_flags(series: Series, qps: float, output_dir: Path) -> list[str]:
     folder = output_dir / series.label
     flags = ["--total-qps", f"{qps:g}", "--metrics-csv", str(folder / f"qps{qps:g}.csv"),
@@ -169,7 +185,8 @@ def _point_flags(series: Series, qps: float, output_dir: Path) -> list[str]:
 
 
 def _worse(old: int, new: int) -> int:
-    """The more telling of two points' codes: 6 (a --fail-if held) over 1 (request errors)
-    over 0; fatal codes never get here, they end the sweep."""
-    order = (EXIT_OK, EXIT_REQUEST_ERRORS, EXIT_THRESHOLD)
+    """The more telling of two points' codes: 7 (a shard died) over 8 (client-limited) over 6
+    (a --fail-if held) over 1 (request errors) over 0; fatal codes never get here, they end
+    the sweep."""
+    order = (EXIT_OK, EXIT_REQUEST_ERRORS, EXIT_THRESHOLD, EXIT_CLIENT_LIMITED, EXIT_SHARD_DIED)
     return max(old, new, key=order.index)

@@ -13,6 +13,7 @@ EXIT_LOADGEN_FAILED = 4  # an arrival or sender process died before its test end
 EXIT_OUTPUT_FAILED = 5  # the CSV could not be written to the end
 EXIT_THRESHOLD = 6  # a --fail-if condition held
 EXIT_SHARD_DIED = 7  # --ray: a shard died; the outputs keep the rows it sent
+EXIT_CLIENT_LIMITED = 8  # the load certificate: the client, not the server, was the bottleneck
 # SIGINT/SIGTERM: 128 + the signal number (130 / 143).
 EXIT_SIGNALLED_BASE = 128
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from fastload.contract.noise import NOISE_SIGMAS
 from fastload.contract.percentiles import Spread
 from fastload.contract.workload import Workload
 
@@ -15,7 +16,7 @@ DEFAULT_LAG_SHARE_OF_SLO = 0.05
 # A sender process busier than this share of one core has no headroom left for bursts.
 DEFAULT_MAX_BUSY = 0.9
 # Achieved counts further than this many standard deviations of count noise from the plan.
-DEFAULT_RATE_SIGMAS = 4.0
+DEFAULT_RATE_SIGMAS = NOISE_SIGMAS
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """Percentiles as fastload reports them everywhere: nearest rank, the smallest value with at
 least q % of the values at or below it (the summary, the report, the status line, the load
-certificate)."""
+certificate), and how low a percentile may be, given how few values it was taken from.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+from fastload.contract.noise import fewest_above
 
 
 def nearest_rank(n: int, q: int) -> int:
@@ -25,11 +28,15 @@ class Histogram(Protocol):
 
 @dataclass(frozen=True)
 class Spread:
-    """p50, p99 and the largest of a set of delays, in ms."""
+    """p50, p99 and the largest of a set of delays, in ms; ``p99_floor_ms``: the least the p99
+    of what they were sampled from can be (at NOISE_SIGMAS), so that a limit is judged against
+    it and one late sample of thirty is not a late p99."""
 
     p50_ms: float
     p99_ms: float
     max_ms: float
+    count: int
+    p99_floor_ms: float
 
     @classmethod
     def of(cls, histogram_us: Histogram) -> Spread | None:
@@ -37,8 +44,11 @@ class Spread:
         n = histogram_us.get_total_count()
         if n == 0:
             return None
+        above = fewest_above(n, 99)
+        floor_us = (histogram_us.get_value_at_percentile(100 * (n - above + 1) / n)
+                    if above <= n else 0)
         return cls(*(value_at(histogram_us, q) / 1000 for q in (50, 99)),
-                   histogram_us.get_max_value() / 1000)
+                   histogram_us.get_max_value() / 1000, n, floor_us / 1000)
 
 
 def value_at(histogram: Histogram, q: int) -> int:

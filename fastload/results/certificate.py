@@ -3,18 +3,21 @@
 Judged from what the run recorded, with no extra traffic, in this order (the first that fails is
 the reason given):
 - the rate: LoadGen's arrivals are Poisson, so each class's count of inter-arrival gaps over its
-  issue span, the whole run's and each schedule phase's count are compared with the plan in
-  standard deviations of Poisson count noise (a short, slow run is not flagged by chance); a
+  issue span, the whole run's and each schedule phase's count are compared with the plan by the
+  exact Poisson tail, told as the standard deviations of a normal law with the same tail
+  (``noise.poisson_sigmas``), so a short, slow run is not flagged by chance; a
   timer's plan is fixed, so every planned arrival must have been issued;
 - issue lateness against a timer's plan (LoadGen keeps its own schedule to itself);
 - send lag, issue to call started;
 - each sender event loop's lag, how late a periodic callback ran (any answer waited as long);
 - each sender process's CPU, as a share of one core.
+A p99 is judged by the least it can be given how many samples it was taken from
+(``Spread.p99_floor_ms``): the watchdog samples a loop's lag ten times a second, so a short run's
+p99 is its single worst lag.
 A slow server raises latencies, not these: none of them waits for an answer.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -23,6 +26,7 @@ import numpy as np
 
 from fastload.contract.config import RunConfig
 from fastload.contract.load import DEFAULT_LAG_SHARE_OF_SLO, ProcessLoad
+from fastload.contract.noise import poisson_sigmas
 from fastload.contract.percentiles import Spread
 from fastload.results.stats import ClassStats, RunStats
 
@@ -79,16 +83,14 @@ def certify(config: RunConfig, stats: RunStats, start_mono_ns: int,
     lateness = Spread.of(stats.lateness_us)
     send_lag = Spread.of(stats.send_lag_us)
     limit_text = _limit_text(config, lag_limit_ms)
+    lags = [("issue lateness", lateness), ("send lag", send_lag),
+            *((f"{p.name} event-loop lag", p.loop_lag) for p in lagged)]
     reasons = [
         *(_rate_reason(check, limits.rate_sigmas) for check in rate
           if _off_plan(check, limits.rate_sigmas)),
-        *([f"issue lateness p99 {lateness.p99_ms:.1f} ms > {limit_text}"]
-          if lateness is not None and lateness.p99_ms > lag_limit_ms else []),
-        *([f"send lag p99 {send_lag.p99_ms:.1f} ms > {limit_text}"]
-          if send_lag is not None and send_lag.p99_ms > lag_limit_ms else []),
-        *([f"{worst_loop.name} event-loop lag p99 {worst_loop.loop_lag.p99_ms:.1f} ms > "
-           f"{limit_text}"] if worst_loop is not None
-          and worst_loop.loop_lag.p99_ms > lag_limit_ms else []),
+        *(f"{what} p99 {spread.p99_ms:.1f} ms (at least {spread.p99_floor_ms:.1f} ms, from "
+          f"{spread.count:,} samples) > {limit_text}"
+          for what, spread in lags if spread is not None and spread.p99_floor_ms > lag_limit_ms),
         *(f"{p.name} busy {100 * p.busy:.0f} % of a core > {100 * limits.max_busy:.0f} %"
           for p in senders if p.busy > limits.max_busy),
         *sub_reasons,
@@ -130,11 +132,7 @@ def _poisson_rates(config: RunConfig, stats: RunStats, start_mono_ns: int) -> li
 
 
 def _check(row: str, issued: int, planned: float) -> RateCheck:
-    if planned > 0:
-        sigmas = (issued - planned) / math.sqrt(planned)
-    else:
-        sigmas = math.inf if issued else 0.0
-    return RateCheck(row, issued, planned, sigmas)
+    return RateCheck(row, issued, planned, poisson_sigmas(issued, planned))
 
 
 def _exact_rate(stats: RunStats, planned_arrivals: int) -> list[RateCheck]:
@@ -182,3 +180,15 @@ def describe(certificate: LoadCertificate) -> str:
         figures.append(f"rates within {max(sigmas):.1f} σ of plan")
     return (f"load: as planned ({', '.join(figures)}; limits {certificate.lag_limit_ms:g} ms, "
             f"{100 * certificate.max_busy:.0f} %, {certificate.rate_sigmas:g} σ)")
+
+
+def what_to_do(certificate: LoadCertificate) -> str:
+    """Exit 8's message: what a client-limited run means and what to do, in one line."""
+    senders = sum(p.role == "sender" for p in certificate.processes)
+    more = (f"send from more processes (--processes {min(2 * senders, certificate.cores)}) or "
+            f"machines (--ray)" if senders and senders < certificate.cores
+            else "send from more machines (--ray)")
+    return (f"client-limited: {certificate.reason}. This machine ({certificate.cores} cores) "
+            f"did not carry the load as planned, so the latencies include the client's own "
+            f"delay: {more}, lower the rate, use a bigger machine, or loosen the limit where "
+            f"that delay is acceptable (--max-lag-ms, --max-sender-busy, --rate-sigmas)")

@@ -1,5 +1,7 @@
 """The report's figures, as PNGs: SLO attainment per tier against offered load, latency CDFs per
-class, and latency and attainment over time (each series at its highest offered load)."""
+class, and latency and attainment over time (each series at its highest offered load). A
+client-limited run is never drawn as the server's result: off the attainment line, and in the
+other figures only for a series that has no other run, labelled."""
 from __future__ import annotations
 
 import math
@@ -32,12 +34,23 @@ def plot_attainment_vs_load(runs: list[Run], path: Path) -> None:
     for run in runs:
         by_series[run.series].append(run)
     for ax, tier in zip(axes[0], [*tiers, "all"]):
-        for series, points in by_series.items():
-            points = sorted(points, key=lambda r: r.offered_qps)
+        def attainment(points: list[Run]) -> list[float]:
             values = [(r.overall.slo_attainment_pct if tier == "all" else r.tiers.get(tier))
                       for r in points]
-            ax.plot([r.offered_qps for r in points],
-                    [math.nan if v is None else v for v in values], marker="o", label=series)
+            return [math.nan if v is None else v for v in values]
+
+        for series, points in by_series.items():
+            points = sorted(points, key=lambda r: r.offered_qps)
+            counted = [r for r in points if r.counted]
+            [line] = ax.plot([r.offered_qps for r in counted], attainment(counted), marker="o",
+                             label=series)
+            # A client-limited point is the client's result, not the server's: drawn hollow,
+            # off the line.
+            limited = [r for r in points if not r.counted]
+            if limited:
+                ax.plot([r.offered_qps for r in limited], attainment(limited), linestyle="none",
+                        marker="X", markersize=9, markerfacecolor="none",
+                        color=line.get_color(), label=f"{series}: client-limited, not counted")
         ax.set(title=f"tier {tier}" if tier != "all" else "all tiers", xlabel="offered QPS",
                ylim=(-2, 102))
         ax.grid(alpha=0.3)
@@ -61,7 +74,7 @@ def plot_latency_cdfs(runs: list[Run], path: Path) -> None:
             values = np.sort(run.latency_ns[mask]) / 1e6
             if len(values):
                 ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
-                        label=f"{run.series} @ {run.offered_qps:g}")
+                        label=f"{run.series} @ {run.offered_qps:g}{_limited(run)}")
         ax.set(title=f"tier {tier} {slo}", xscale="log", xlabel="latency ms", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(classes):]:
@@ -85,7 +98,8 @@ def plot_over_time(runs: list[Run], path: Path) -> None:
                for b in range(len(centers))]
         latency_ax, attainment_ax = axes[0][column], axes[1][column]
         latency_ax.plot(centers, [math.nan if v is None else v for v in p99], color="black")
-        latency_ax.set(title=f"{run.series} @ {run.offered_qps:g} QPS", ylabel="p99 latency ms "
+        latency_ax.set(title=f"{run.series} @ {run.offered_qps:g} QPS{_limited(run)}",
+                       ylabel="p99 latency ms "
                        f"(per {TIME_BIN_S:g} s of issue)", yscale="log")
         for tier in sorted(set(run.tier.tolist())):
             values = [pct(run.slo_met[(bins == b) & (run.tier == tier)])
@@ -99,6 +113,11 @@ def plot_over_time(runs: list[Run], path: Path) -> None:
             ax.grid(alpha=0.3)
     _save(fig, "Latency and SLO attainment over time (each series at its highest offered load)",
           path)
+
+
+def _limited(run: Run) -> str:
+    """A run's label tail when its latencies include the client's own delay."""
+    return "" if run.counted else " (client-limited)"
 
 
 FIGURES = (("attainment", plot_attainment_vs_load), ("latency_cdf", plot_latency_cdfs),

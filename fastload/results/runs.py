@@ -1,6 +1,8 @@
 """Runs read back for the report: each CSV's columns and its per-class rows (count, nearest-rank
 p50/p95/p99 over answered samples, SLO attainment, errors, achieved rate), computed from the CSV,
-the record of what happened, so a report never depends on a summary another version wrote."""
+the record of what happened, so a report never depends on a summary another version wrote. The
+one thing a CSV cannot tell, whether its load was the one planned, is the load certificate in
+the summary JSON beside it."""
 from __future__ import annotations
 
 import json
@@ -14,6 +16,7 @@ import numpy as np
 from fastload.contract.percentiles import nearest_rank
 from fastload.records.reader import CsvFormatError, read_columns
 from fastload.records.row import ANSWERED
+from fastload.results.certificate import CLIENT_LIMITED
 
 QUANTILES = (50, 95, 99)
 # The columns a report reads of each run.
@@ -54,6 +57,13 @@ class Run:
     classes: list[ClassRow] = field(default_factory=list)
     tiers: dict[str, float | None] = field(default_factory=dict)
     overall: ClassRow | None = None
+    load: dict | None = None  # the load certificate of its summary JSON; None without one
+
+    @property
+    def counted(self) -> bool:
+        """Whether its latencies are the server's result: not when the client was the
+        bottleneck."""
+        return self.load is None or self.load["verdict"] != CLIENT_LIMITED
 
 
 def read_run(path: Path, series: str, offered_qps: float | None = None) -> Run:
@@ -79,7 +89,17 @@ def read_run(path: Path, series: str, offered_qps: float | None = None) -> Run:
     run.classes = [_row(run, (run.tier == t) & (run.slo == s), t, s) for t, s in classes]
     run.overall = _row(run, np.ones(rows, bool), "all", "all")
     run.tiers = {str(t): pct(run.slo_met[run.tier == t]) for t in sorted(set(run.tier.tolist()))}
+    run.load = _certificate(path.with_suffix(".json"))
     return run
+
+
+def _certificate(summary_json: Path) -> dict | None:
+    """The load certificate of a run's summary JSON; None when there is no JSON or it predates
+    certificates."""
+    try:
+        return json.loads(summary_json.read_text(encoding="utf-8")).get("load")
+    except FileNotFoundError:
+        return None
 
 
 def slo_order(slo: str) -> int:
@@ -135,9 +155,11 @@ def load_runs(inputs: Sequence[Path], labels: Sequence[str]) -> list[Run]:
 
 
 def at_highest_load(runs: list[Run]) -> list[Run]:
-    """Each series' run at its highest offered load, in series order."""
+    """Each series' run at its highest offered load whose latencies are the server's (a
+    client-limited run only where the series has no other), in series order."""
     peak: dict[str, Run] = {}
     for run in runs:
-        if run.series not in peak or run.offered_qps > peak[run.series].offered_qps:
+        best = peak.get(run.series)
+        if best is None or (run.counted, run.offered_qps) > (best.counted, best.offered_qps):
             peak[run.series] = run
     return list(peak.values())

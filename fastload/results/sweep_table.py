@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from fastload.contract.config import RunConfig
+from fastload.results.certificate import CLIENT_LIMITED
 
 
 def sweep_point(series: str, workload: str, policy: str | None, qps: float, config: RunConfig,
@@ -19,7 +20,9 @@ def sweep_point(series: str, workload: str, policy: str | None, qps: float, conf
             "csv": str(config.metrics_csv.relative_to(output_dir)),
             "json": str(config.summary_json.relative_to(output_dir)),
             "overall": summary["overall"] if summary else None,
-            "classes": summary["classes"] if summary else []}
+            "classes": summary["classes"] if summary else [],
+            "load": ({key: summary["load"][key] for key in ("verdict", "reason")}
+                     if summary and summary.get("load") else None)}
 
 
 def write_sweep(output_dir: Path, points: list[dict], rates: list[float],
@@ -30,7 +33,16 @@ def write_sweep(output_dir: Path, points: list[dict], rates: list[float],
     path.write_text(json.dumps({"rates": rates, "series": series,
                                 "points": points}, indent=2) + "\n", encoding="utf-8")
     print(format_table(points))
+    limited = [f"{p['series']} at {p['target_qps']:g} QPS" for p in points if client_limited(p)]
+    if limited:
+        print(f"sweep: client-limited, so not the server's result (exit 8): "
+              f"{', '.join(limited)}")
     print(f"sweep: {len(points)} points; {path}", flush=True)
+
+
+def client_limited(point: dict) -> bool:
+    """Whether a sweep point's load certificate found the client the bottleneck."""
+    return bool(point.get("load")) and point["load"]["verdict"] == CLIENT_LIMITED
 
 
 def format_table(points: list[dict]) -> str:

@@ -11,13 +11,14 @@ from fastload.arrivals.pipe import Plan
 from fastload.arrivals.plans import describe_arrivals
 from fastload.contract.config import RunConfig
 from fastload.contract.exits import (
+    EXIT_CLIENT_LIMITED,
     EXIT_OK,
     EXIT_REQUEST_ERRORS,
     EXIT_SIGNALLED_BASE,
     EXIT_THRESHOLD,
 )
 from fastload.contract.verdicts import LoadGenVerdict
-from fastload.results.certificate import LoadCertificate
+from fastload.results.certificate import LoadCertificate, what_to_do
 from fastload.results.stats import RunStats
 from fastload.results.summary import format_summary, summarize, write_json
 from fastload.results.thresholds import report_held
@@ -51,7 +52,8 @@ def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdi
              extra_json: Mapping[str, Any] | None = None) -> int:
     """Write the summary JSON, print the load certificate, the table, ``notes`` and the
     conditions that held; return the exit code: a signal's, else the first of ``failures``
-    (ranked by the caller), else 6 if a --fail-if held, else 1 if requests failed, else 0."""
+    (ranked by the caller), else 8 if the client was the bottleneck, else 6 if a --fail-if
+    held, else 1 if requests failed, else 0."""
     summary = summarize(stats, config.total_qps, config.workload.name, config.seed, verdicts,
                         signum is not None, config.phases, start_mono_ns, load)
     write_json(summary, config.summary_json, extra_json)
@@ -65,6 +67,9 @@ def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdi
         if failures[0].message:
             print(f"fastload: error: {failures[0].message}", file=sys.stderr)
         return failures[0].exit_code
+    if load.client_limited:
+        print(f"fastload: error: {what_to_do(load)}", file=sys.stderr)
+        return EXIT_CLIENT_LIMITED
     if held:
         return EXIT_THRESHOLD
     return EXIT_REQUEST_ERRORS if summary.overall.errors else EXIT_OK

@@ -98,7 +98,8 @@ def run_local(config: RunConfig,
                                  start_mono_ns + np.round(offsets_s * 1e9).astype(np.int64))
             # Every plan runs for its duration_ms (per-class tests may run longer than asked).
             progress = Progress(max(plan.duration_ms for plan in plans) / 1000, start_mono_ns,
-                                lambda: (sender.in_flight(), recorder.unflushed()))
+                                lambda: (sender.in_flight(), recorder.unflushed()),
+                                config.load_limits.lag_limit_ms(config.workload))
             recorder = Recorder(outputs.open_csv(), _both(stats.add, progress.add),
                                 config.schedule, start_mono_ns)
             if config.progress:

@@ -2,7 +2,9 @@
 
 Fed by the Recorder's writer thread with the records it has just written (off the senders'
 path), read by a thread of its own. On a terminal the line is rewritten in place; otherwise a
-plain line is printed every few seconds, for logs.
+plain line is printed every few seconds, for logs. While the send lag of the samples written
+since the last line is surely above the load certificate's limit, the line ends with a warning:
+the client is behind its plan now, before the certificate says so at the end.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import threading
 import time
 from typing import Callable, Sequence, TextIO
 
+from fastload.contract.noise import fewest_above
 from fastload.contract.percentiles import nearest_rank
 from fastload.records.row import ANSWERED, Record
 
@@ -21,12 +24,14 @@ _CLEAR_TO_EOL = "\x1b[K"
 
 class Progress:
     """Counts what the writer hands over; prints elapsed of total, issued, achieved rate, in
-    flight, errors, the p99 of the latencies completed in the last period and SLO attainment."""
+    flight, errors, the p99 of the latencies completed in the last period and SLO attainment,
+    and a warning while the send lag is above ``lag_limit_ms``."""
 
     def __init__(self, duration_s: float, start_mono_ns: int,
-                 pending: Callable[[], tuple[int, int]], stream: TextIO = sys.stderr,
-                 tty: bool | None = None) -> None:
+                 pending: Callable[[], tuple[int, int]], lag_limit_ms: float,
+                 stream: TextIO = sys.stderr, tty: bool | None = None) -> None:
         self._duration_s = duration_s
+        self._lag_limit_ms = lag_limit_ms
         self._start_mono_ns = start_mono_ns
         self._pending = pending  # (calls in flight, closed records not yet written)
         self._stream = stream
@@ -35,18 +40,21 @@ class Progress:
         self._lock = threading.Lock()
         self._written = self._met = self._errors = 0
         self._window_ns: list[int] = []
+        self._send_lags_ns: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fastload-progress", daemon=True)
 
     def add(self, records: Sequence[Record]) -> None:
         """The writer's hook: records just written to the CSV."""
         latencies = [r.latency_ns for r in records if r.status in ANSWERED]
+        send_lags = [lag for lag in (r.send_lag_ns for r in records) if lag >= 0]
         met = sum(r.slo_met for r in records)
         with self._lock:
             self._written += len(records)
             self._errors += len(records) - len(latencies)
             self._met += met
             self._window_ns.extend(latencies)
+            self._send_lags_ns.extend(send_lags)
 
     def start(self) -> None:
         self._thread.start()
@@ -77,6 +85,7 @@ class Progress:
         with self._lock:
             written, met, errors = self._written, self._met, self._errors
             window, self._window_ns = self._window_ns, []
+            send_lags, self._send_lags_ns = self._send_lags_ns, []
         open_count, unflushed = self._pending()
         issued = written + open_count + unflushed
         window.sort()
@@ -85,4 +94,18 @@ class Progress:
         return (f"fastload: {min(elapsed_s, self._duration_s):5.1f}/{self._duration_s:.1f} s  "
                 f"issued {issued:,}  {issued / elapsed_s if elapsed_s > 0 else 0:.1f} QPS  "
                 f"in flight {open_count:,}  errors {errors:,}  "
-                f"p99 (last {self._period_s:g} s) {p99}  SLO met {attainment}")
+                f"p99 (last {self._period_s:g} s) {p99}  SLO met {attainment}"
+                f"{self._lag_warning(send_lags)}")
+
+    def _lag_warning(self, send_lags_ns: list[int]) -> str:
+        """The warning when the p99 of these send lags is surely above the limit (as the
+        certificate judges it: by the least that p99 can be, given how many there are)."""
+        n = len(send_lags_ns)
+        above = fewest_above(n, 99)
+        if above > n:
+            return ""
+        send_lags_ns.sort()
+        if send_lags_ns[n - above] <= self._lag_limit_ms * 1e6:
+            return ""
+        p99_ms = send_lags_ns[nearest_rank(n, 99) - 1] / 1e6
+        return f"  CLIENT BEHIND: send lag p99 {p99_ms:.1f} ms > {self._lag_limit_ms:g} ms"

@@ -16,6 +16,7 @@ import struct
 import sys
 import threading
 import time
+from dataclasses import astuple
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 from typing import Sequence
@@ -47,8 +48,9 @@ OUTCOME = struct.Struct("<QQqqqqHHHH?")
 # that process's load.
 READY, OUTCOMES, ENDED = b"R", b"O", b"E"
 IN_FLIGHT = struct.Struct("<I")
-# CPU s, wall s, whether its loop lag was measured, and the lag's p50, p99 and max in ms.
-SENDER_LOAD = struct.Struct("<dd?ddd")
+# CPU s, wall s, whether its loop lag was measured, and the lag's Spread (p50, p99, max in ms,
+# count, p99 floor in ms).
+SENDER_LOAD = struct.Struct("<dd?dddqd")
 # Arrival process index, its CPU s and wall s since GO.
 ARRIVALS_ENDED = struct.Struct("<Hdd")
 # Every status a sample can end with, numbered for OUTCOME records.
@@ -156,9 +158,9 @@ class SenderProcesses:
                 self._record(body[IN_FLIGHT.size:])
             elif kind == ENDED:
                 self._reported.add(receiver)
-                cpu_s, wall_s, lagged, *lag_ms = SENDER_LOAD.unpack_from(body)
+                cpu_s, wall_s, lagged, *lag = SENDER_LOAD.unpack_from(body)
                 self._loads.append(ProcessLoad(self._names[receiver], "sender", cpu_s, wall_s,
-                                               Spread(*lag_ms) if lagged else None))
+                                               Spread(*lag) if lagged else None))
                 for index, cpu_s, wall_s in ARRIVALS_ENDED.iter_unpack(
                         body[SENDER_LOAD.size:]):
                     self._issuers[index].end(cpu_s, wall_s)
@@ -262,7 +264,7 @@ def _sender_main(sender: int, arrivals: Arrivals, open_channel: ChannelFactory, 
     lag = load.loop_lag
     parent.send_bytes(b"".join((
         ENDED, SENDER_LOAD.pack(load.cpu_s, load.wall_s, lag is not None,
-                                *((lag.p50_ms, lag.p99_ms, lag.max_ms) if lag else (0, 0, 0))),
+                                *(astuple(lag) if lag else (0, 0, 0, 0, 0))),
         *(ARRIVALS_ENDED.pack(issuer.index, issuer.load.cpu_s, issuer.load.wall_s)
           for issuer in arrivals.issuers if issuer.ended))))
     dispatcher.close()

@@ -1,7 +1,8 @@
 """How sure a figure is beyond sampling noise, so that the load certificate does not cry wolf: a
 count of arrivals against a Poisson plan, and how many samples above a value make a percentile
 surely above it. Exact tails, not the normal law, so that small counts are judged right too (3
-arrivals where 0.2 were planned is 6 σ by the normal law but a 1-in-870 chance)."""
+arrivals where 0.2 were planned is 6 σ by the normal law but a 1-in-870 chance). No NumPy: the
+arrival processes import this and must not load it."""
 from __future__ import annotations
 
 import math
@@ -76,3 +77,4 @@ def fewest_above(n: int, q: int, sigmas: float = NOISE_SIGMAS) -> int:
         if k < n:
             log_pmf += math.log(n - k) - math.log(k + 1) + log_odds
     return n + 1
+

@@ -11,6 +11,8 @@ the reason given):
 - send lag, issue to call started;
 - each sender event loop's lag, how late a periodic callback ran (any answer waited as long);
 - each sender process's CPU, as a share of one core.
+Also reported, never judged: how well the issue gaps fit their planned law (``arrival_fit``), a
+p-value that any real issuing thread drives to 0 on a long enough run.
 A p99 is judged by the least it can be given how many samples it was taken from
 (``Spread.p99_floor_ms``): the watchdog samples a loop's lag ten times a second, so a short run's
 p99 is its single worst lag.
@@ -28,6 +30,7 @@ from fastload.contract.config import RunConfig
 from fastload.contract.load import DEFAULT_LAG_SHARE_OF_SLO, ProcessLoad
 from fastload.contract.noise import poisson_sigmas
 from fastload.contract.percentiles import Spread
+from fastload.results.arrival_fit import IssueFit
 from fastload.results.stats import ClassStats, RunStats
 
 AS_PLANNED = "load as planned"
@@ -55,6 +58,7 @@ class LoadCertificate:
     rate_sigmas: float
     rate: tuple[RateCheck, ...]
     issue_lateness: Spread | None  # None: LoadGen's arrivals (no plan to compare with)
+    issue_fit: IssueFit | None  # None: a replayed trace (no law to compare with)
     send_lag: Spread | None
     loop_lag: Spread | None  # the worst sender's
     processes: tuple[ProcessLoad, ...]
@@ -100,7 +104,8 @@ def certify(config: RunConfig, stats: RunStats, start_mono_ns: int,
     else:
         verdict, reason = (CLIENT_LIMITED, reasons[0]) if reasons else (AS_PLANNED, None)
     return LoadCertificate(verdict, reason, lag_limit_ms, limits.max_busy, limits.rate_sigmas,
-                           tuple(rate), lateness, send_lag,
+                           tuple(rate), lateness, stats.fit.result() if stats.fit else None,
+                           send_lag,
                            worst_loop.loop_lag if worst_loop is not None else None,
                            tuple(processes), len(os.sched_getaffinity(0)), stats.client_overload)
 
@@ -178,6 +183,9 @@ def describe(certificate: LoadCertificate) -> str:
     sigmas = [abs(c.sigmas) for c in certificate.rate if c.sigmas is not None]
     if sigmas:
         figures.append(f"rates within {max(sigmas):.1f} σ of plan")
+    fit = certificate.issue_fit
+    if fit is not None and fit.p_value is not None:
+        figures.append(f"issue gaps fit {fit.law.split(',')[0]} p={fit.p_value:.2g}")
     return (f"load: as planned ({', '.join(figures)}; limits {certificate.lag_limit_ms:g} ms, "
             f"{100 * certificate.max_busy:.0f} %, {certificate.rate_sigmas:g} σ)")
 

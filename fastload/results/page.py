@@ -51,7 +51,7 @@ def certificate_table(runs: list[Run]) -> str:
     """Each run's load certificate: its verdict, the reason, and the client's own figures."""
     head = ("series", "offered QPS", "load", "reason", "send lag p99 ms", "loop lag p99 ms",
             "issue lateness p99 ms", "busiest sender % of a core", "furthest rate σ",
-            "lag limit ms", "cores")
+            "issue gaps fit p", "lag limit ms", "cores")
     return _table(head, (("" if run.counted else "limited",
                           (run.series, f"{run.offered_qps:g}", _verdict(run),
                            *_certificate_cells(run.load)))
@@ -64,14 +64,14 @@ def _verdict(run: Run) -> str:
 
 def _certificate_cells(load: dict | None) -> tuple:
     if load is None:
-        return ("no summary JSON beside the CSV",) + (None,) * 7
+        return ("no summary JSON beside the CSV",) + (None,) * 8
     senders = [p["busy"] for p in load["processes"] if p["role"] == "sender"]
     sigmas = [abs(c["sigmas"]) for c in load["rate"] if c["sigmas"] is not None]
     return (load["reason"] or "–",
             *(load[key]["p99_ms"] if load[key] else None
               for key in ("send_lag", "loop_lag", "issue_lateness")),
             100 * max(senders) if senders else None, max(sigmas) if sigmas else None,
-            load["lag_limit_ms"], load["cores"])
+            (load.get("issue_fit") or {}).get("p_value"), load["lag_limit_ms"], load["cores"])
 
 
 def write_report(runs: list[Run], output: Path, title: str) -> list[Path]:

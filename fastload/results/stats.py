@@ -16,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 from fastload.contract.percentiles import value_at
 from fastload.contract.workload import RequestClass
 from fastload.records.row import ANSWERED, STATUS_CLIENT_OVERLOAD, Record
+from fastload.results.arrival_fit import GapFit
 
 # Latencies are recorded in µs from 1 µs to a day, 3 significant digits (~200 KB a class).
 _HISTOGRAM_RANGE_US = (1, 86_400_000_000, 3)
@@ -106,6 +107,8 @@ class RunStats:
         self.client_overload = 0
         self.lateness_us = HdrHistogram(*_HISTOGRAM_RANGE_US)
         self._planned_mono_ns: dict[str, np.ndarray] = {}
+        # Whether the issue times follow their planned law, once the run's start is known.
+        self.fit: GapFit | None = None
 
     def expect(self, issuer: str, planned_mono_ns: np.ndarray) -> None:
         """Measure the issue lateness of ``issuer``'s samples against these planned times
@@ -129,6 +132,9 @@ class RunStats:
             if planned and (times := planned.get(record.issuer)) is not None:
                 self.lateness_us.record_value(_in_range_us(
                     record.issue_mono_ns - int(times[record.loadgen_sample_id])))
+        if self.fit is not None:
+            self.fit.add(np.fromiter((r.issue_mono_ns for r in records), np.int64,
+                                     len(records)))
 
     def overall(self) -> ClassStats:
         total = ClassStats()

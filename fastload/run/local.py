@@ -19,6 +19,7 @@ from fastload.contract.config import RunConfig
 from fastload.contract.exits import EXIT_LOADGEN_FAILED, EXIT_OUTPUT_FAILED
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.records.recorder import Recorder
+from fastload.results.arrival_fit import gap_fit
 from fastload.results.certificate import certify
 from fastload.run.conclude import Failure, conclude, opening_line, run_stats
 from fastload.run.embedded import embedded_scheduler
@@ -92,6 +93,7 @@ def run_local(config: RunConfig,
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
             arrivals.go(start_mono_ns)
+            stats.fit = gap_fit(config, start_mono_ns)
             for plan, offsets_s in zip(plans, planned_s):
                 if offsets_s is not None:  # as the timer turns them into times
                     stats.expect(plan.label,

@@ -32,6 +32,7 @@ from fastload.contract.exits import (
     TargetUnavailable,
 )
 from fastload.contract.verdicts import LoadGenVerdict
+from fastload.results.arrival_fit import gap_fit
 from fastload.results.certificate import CLIENT_LIMITED, certify
 from fastload.run.conclude import Failure, conclude, opening_line, run_stats
 from fastload.run.embedded import embedded_scheduler
@@ -227,6 +228,7 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
 
         stats = run_stats(config, plans)
         go_wall_ns, go_mono_ns = read_clocks()
+        stats.fit = gap_fit(config, go_mono_ns + GO_MARGIN_NS)
         for shard in shards:
             shard.actor.go.remote(go_wall_ns + GO_MARGIN_NS + shard.clock.wall_ns)
         merge = ShardMerge(outputs.open_csv(), stats, config.workload.classes, count)

@@ -246,6 +246,8 @@ def test_shape_mismatch_stops_before_traffic(tmp_path, start_scheduler) -> None:
     (("--protocol", "kserve", "--model-map", "bert=b"), "the workload has no model 'bert'"),
     (("--protocol", "kserve", "--tier-priority", "1=1,2=x"), "--tier-priority must be off or"),
     (("--protocol", "kserve", "--tier-priority", "1=1,2=2"), "gives no level for tier 3"),
+    (("--protocol", "kserve", "--tier-priority", "off", "--priority-signal", "equal"),
+     "--priority-signal equal changes the priority sent, but --tier-priority off sends none"),
 ])
 def test_bad_kserve_flags_exit_2(tmp_path, args: tuple, message: str) -> None:
     proc, csv_path = run_fastload(tmp_path, "--embedded", *args, timeout_s=30)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -54,7 +55,7 @@ def free_port() -> int:
 class MLServer:
     """`mlserver start` on a models folder holding one EchoModel, ready once constructed."""
 
-    def __init__(self, executable: str, folder: Path) -> None:
+    def __init__(self, executable: str, folder: Path, service_ms: float = 0.0) -> None:
         self.port = free_port()
         self.seen_log = folder / "seen.jsonl"
         self.seen_log.touch()
@@ -72,7 +73,8 @@ class MLServer:
         self.log = open(folder / "mlserver.log", "w")
         self.proc = subprocess.Popen(
             [executable, "start", str(models)], cwd=models, stdout=self.log,
-            stderr=subprocess.STDOUT, env={**os.environ, "ECHO_SEEN_LOG": str(self.seen_log)},
+            stderr=subprocess.STDOUT, env={**os.environ, "ECHO_SEEN_LOG": str(self.seen_log),
+                                           "ECHO_SERVICE_MS": str(service_ms)},
             start_new_session=True)
         self.address = f"127.0.0.1:{self.port}"
         try:
@@ -170,3 +172,25 @@ def test_models_that_do_not_fit_stop_before_traffic(tmp_path: Path, mlserver: ML
     assert "ModelReady for model nope failed" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not csv_path.exists()
     assert len(mlserver.seen()) == before
+
+
+def test_a_server_that_drops_priority_is_found_to_ignore_it(tmp_path: Path) -> None:
+    """MLServer drops KServe's uint64 `priority`: with 8 ms per answer (125 QPS of capacity) at
+    160 QPS, sending each tier's priority or the same one for all changes nothing."""
+    (tmp_path / "server").mkdir()
+    server = MLServer(mlserver_executable(), tmp_path / "server", service_ms=8)
+    try:
+        (tmp_path / "small.toml").write_text(SMALL_WORKLOAD)
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastload.sweep", "--qps", "160", "--workload", "small.toml",
+             "--scheduler-url", server.address, "--protocol", "kserve", "--model-map",
+             f"resnet50={MODEL}:1", "--priority-signal", "as-is,equal", "--duration-ms", "8000",
+             "--min-query-count", "1", "--seed", "6", "--quiet", "--output-dir", "out"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    finally:
+        server.stop()
+    assert proc.returncode in (0, 1), proc.stderr
+    effect = json.loads((tmp_path / "out" / "sweep.json").read_text())["priority_effect"]["small"]
+    assert effect["verdict"] == "ignored", effect["why"]
+    assert "sweep: priority ignored (small): no class's SLO attainment differs" in proc.stdout
+    assert all(s["parameters"]["priority"] is None for s in server.seen())

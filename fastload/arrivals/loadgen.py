@@ -20,6 +20,7 @@ from fastload.arrivals.draw import SampleDraw
 from fastload.arrivals.pipe import ChildPipe, raise_priority
 from fastload.contract.exits import WorkloadError
 from fastload.contract.rates import RateSchedule
+from fastload.contract.signals import tier_mix
 from fastload.contract.verdicts import LoadGenVerdict
 from fastload.contract.workload import MIN_CLASS_QPS, RequestClass, Workload
 from fastload.memory import without_gc_pauses
@@ -48,6 +49,9 @@ class ArrivalPlan:
     # duration, up to a few mean gaps of a slow class later; per-class tests and schedules cut
     # samples issued after the end (completed at once, never sent) so that all stop together.
     cut_at_end: bool = False
+    # Every active class's tier and share, across all of a run's tests: what a shuffled
+    # priority signal draws from.
+    tier_mix: tuple[tuple[int, float], ...] = ()
     wants_completions = True  # LoadGen waits for every sample it issued
 
     def loadgen_seeds(self) -> tuple[int, int, int]:
@@ -80,7 +84,7 @@ def run_loadgen(plan: ArrivalPlan, pipe: ChildPipe) -> None:
     """Child-process entry point: run one LoadGen test, forwarding issues and completions."""
     import mlperf_loadgen as lg
 
-    draw = SampleDraw(plan.classes, plan.seed, plan.label).draw
+    draw = SampleDraw(plan.classes, plan.seed, plan.label, plan.tier_mix).draw
     keep, issue, monotonic_ns = plan.keep(), pipe.issue, time.monotonic_ns
     response = lg.QuerySampleResponse
     start_ns = 0
@@ -220,17 +224,18 @@ def plan_arrivals(
     varying = not schedule.is_constant
     count = 1 if varying else min_query_count
     thinned = schedule if varying else None
+    mix = tier_mix(classes)
     if not per_class:
         latency_ns = max(c.slo_ns for c in classes)
         return [ArrivalPlan("all", peak_qps, latency_ns, duration_ms, count, seed, output_dir,
-                            classes, thinned, cut_at_end=varying)]
+                            classes, thinned, cut_at_end=varying, tier_mix=mix)]
     share = sum(c.fraction for c in classes)
     rates = [peak_qps * c.fraction / share for c in classes]
     counts = [math.ceil(count * c.fraction / share) for c in classes]
     common_ms = duration_ms if varying else per_class_duration_ms(duration_ms, counts, rates)
     return [
         ArrivalPlan(c.label, qps, c.slo_ns, common_ms, n, seed, str(Path(output_dir) / c.label),
-                    (c,), thinned, cut_at_end=True)
+                    (c,), thinned, cut_at_end=True, tier_mix=mix)
         for c, qps, n in zip(classes, rates, counts)
     ]
 

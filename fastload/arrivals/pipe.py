@@ -4,7 +4,8 @@ Arrivals are issued in child processes of their own, apart from the gRPC work: L
 thread must take the GIL to enter its Python callback, and when gRPC's threads share that GIL
 the callback waits and Poisson bursts get smoothed (inter-arrival CV 0.91 instead of 1.00 at
 300 QPS on a 2-core machine). A child (``loadgen.py``: LoadGen's Server scenario; ``timer.py``:
-gamma and trace arrivals) only stamps each issue, gives it a class and model and writes one
+gamma and trace arrivals) only stamps each issue, gives it a class, a model and the tier a
+shuffled priority signal sends (``contract.signals``), and writes one
 fixed-size record to a pipe; the senders (the parent's event loop, or --processes sender
 processes) read that pipe directly and write completions back. CLOCK_MONOTONIC is system-wide, so
 the child's stamps compare directly with the parent's.
@@ -14,7 +15,8 @@ are at most PIPE_BUF bytes and so atomic: several children share one arrivals pi
 readers (sender processes) take whole records from it.
   children -> parent  ARRIVAL records (one pipe for all children):
                       (run sample id, source sample id, issue monotonic ns, issue Unix ns,
-                      child index, kind, class index, model index); kind READY, ISSUED or ENDED.
+                      child index, kind, class index, model index, shuffled tier); kind READY,
+                      ISSUED or ENDED.
                       ENDED carries, in the two id fields, the child's CPU ns and wall ns
                       since GO (its busy share, for the load certificate).
   parent -> child     GO once with the run's start (monotonic ns), then completed source sample
@@ -39,7 +41,7 @@ from typing import Any, Callable, NamedTuple, Protocol, Sequence
 from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.contract.workload import RequestClass
 
-ARRIVAL = struct.Struct("<QQqqHHHH")
+ARRIVAL = struct.Struct("<QQqqHHHHH")
 KIND_READY, KIND_ISSUED, KIND_ENDED = 0, 1, 2
 # Whole records per write, so that each write stays atomic.
 ARRIVALS_PER_WRITE = select.PIPE_BUF // ARRIVAL.size
@@ -110,9 +112,10 @@ class ChildPipe:
         self._since_go = ProcessClock()
         return start_mono_ns if marker == GO_MARKER else None
 
-    def issue(self, source_ids: Sequence[int], draw: Callable[[], tuple[int, int]]) -> None:
+    def issue(self, source_ids: Sequence[int], draw: Callable[[], tuple[int, int, int]]
+              ) -> None:
         """Stamp, number and send samples issued together; ``draw`` gives each its (class
-        index, model index)."""
+        index, model index, shuffled tier)."""
         first_id, mono_ns, wall_ns = self._take(len(source_ids))
         pack, index = ARRIVAL.pack, self._index
         for start in range(0, len(source_ids), ARRIVALS_PER_WRITE):
@@ -136,7 +139,7 @@ class ChildPipe:
         self._announce(KIND_ENDED, *self._since_go.elapsed_ns())
 
     def _announce(self, kind: int, cpu_ns: int = 0, wall_ns: int = 0) -> None:
-        os.write(self._out_fd, ARRIVAL.pack(cpu_ns, wall_ns, 0, 0, self._index, kind, 0, 0))
+        os.write(self._out_fd, ARRIVAL.pack(cpu_ns, wall_ns, 0, 0, self._index, kind, 0, 0, 0))
 
 
 def raise_priority(realtime: bool = False) -> None:
@@ -178,6 +181,7 @@ class IssuedSample(NamedTuple):
     # Where cls and model sit in the issuer's plan, as the arrival record gave them.
     class_index: int
     model_index: int
+    shuffled_tier: int = 0  # the tier a shuffled priority signal sends
 
 
 class Issuer:
@@ -310,14 +314,14 @@ class Arrivals:
         if not records:
             return None
         samples = []
-        for sample_id, source_id, mono_ns, wall_ns, index, kind, class_index, model_index \
-                in ARRIVAL.iter_unpack(records):
+        for sample_id, source_id, mono_ns, wall_ns, index, kind, class_index, model_index, \
+                shuffled_tier in ARRIVAL.iter_unpack(records):
             issuer = self.issuers[index]
             if kind == KIND_ISSUED:
                 cls = issuer.plan.classes[class_index]
                 samples.append(IssuedSample(sample_id, issuer, source_id, cls,
                                             cls.models[model_index][0], mono_ns, wall_ns,
-                                            class_index, model_index))
+                                            class_index, model_index, shuffled_tier))
             elif kind == KIND_ENDED:
                 issuer.end(sample_id / 1e9, source_id / 1e9)
         return samples

@@ -8,6 +8,7 @@ from fastload.arrivals.loadgen import plan_arrivals, run_loadgen
 from fastload.arrivals.pipe import ChildEntry, Plan
 from fastload.arrivals.timer import TimerPlan, run_timer
 from fastload.contract.config import RunConfig
+from fastload.contract.signals import tier_mix
 
 
 def arrival_plans(config: RunConfig) -> tuple[list[Plan], ChildEntry]:
@@ -15,10 +16,11 @@ def arrival_plans(config: RunConfig) -> tuple[list[Plan], ChildEntry]:
     if config.burstiness is not None:  # with a trace: a shard's part of a gamma plan
         classes = config.workload.active_classes(config.schedule.peak_qps)
         return [TimerPlan("gamma", classes, config.seed, config.schedule,
-                          config.burstiness, trace=config.trace)], run_timer
+                          config.burstiness, trace=config.trace,
+                          tier_mix=tier_mix(classes))], run_timer
     if config.trace is not None:
-        return [TimerPlan("trace", config.workload.classes, config.seed,
-                          trace=config.trace)], run_timer
+        return [TimerPlan("trace", config.workload.classes, config.seed, trace=config.trace,
+                          tier_mix=tier_mix(config.workload.classes))], run_timer
     return plan_arrivals(config.workload, config.schedule, config.min_query_count, config.seed,
                          str(config.output_dir), config.per_class), run_loadgen
 

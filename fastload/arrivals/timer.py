@@ -33,6 +33,7 @@ class TimerPlan:
     schedule: RateSchedule | None = None  # gamma: the rate over time
     burstiness: float = 1.0  # gamma shape k: inter-arrival CV 1/sqrt(k)
     trace: TimedArrivals | None = None
+    tier_mix: tuple[tuple[int, float], ...] = ()  # what a shuffled signal draws
     wants_completions = False  # the timer issues on its schedule, whatever completes
 
     @property
@@ -75,7 +76,7 @@ def gamma_offsets_s(schedule: RateSchedule, shape: float, seed: int) -> np.ndarr
 def run_timer(plan: TimerPlan, pipe: ChildPipe) -> None:
     """Child-process entry point: issue every planned arrival at its time, then end."""
     arrivals = plan.arrivals()
-    draw = SampleDraw(plan.classes, plan.seed, plan.label)
+    draw = SampleDraw(plan.classes, plan.seed, plan.label, plan.tier_mix)
     raise_priority(realtime=True)
     start_ns = pipe.wait_for_go()
     if start_ns is None:
@@ -87,11 +88,11 @@ def run_timer(plan: TimerPlan, pipe: ChildPipe) -> None:
     targets_ns = (start_ns + np.round(arrivals.offsets_s * 1e9)).astype(np.int64).tolist()
     classes, models = arrivals.class_indices.tolist(), arrivals.model_indices.tolist()
 
-    def class_and_model(k: int) -> tuple[int, int]:
+    def class_and_model(k: int) -> tuple[int, int, int]:
         cls, model = classes[k], models[k]
         if cls == DRAWN:
             return draw.draw()
-        return cls, draw.draw_model(cls) if model == DRAWN else model
+        return cls, draw.draw_model(cls) if model == DRAWN else model, draw.draw_tier()
 
     k, count = 0, len(targets_ns)
     while k < count:

@@ -30,6 +30,7 @@ from fastload.contract.load import (
     LoadLimits,
 )
 from fastload.contract.rates import RateSchedule, ScheduleError, parse_schedule
+from fastload.contract.signals import AS_IS, PRIORITY_SIGNALS, PrioritySignal
 from fastload.contract.thresholds import ThresholdError, parse_threshold
 from fastload.contract.workload import (
     WORKLOAD_FRACTIONS,
@@ -104,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-if", action="append", default=[], metavar="ROW.FIELD<OP>NUMBER",
                    help="exit 6 if the condition holds for the summary, e.g. "
                         "'tier1_urgent.attainment<99' or 'all.p99>250' (ms); repeatable")
+    p.add_argument("--priority-signal", choices=PRIORITY_SIGNALS, default=AS_IS,
+                   help="the tier each request carries to the server: as-is (its own, "
+                        "default), equal (the middle tier for all) or shuffled (drawn with the "
+                        "workload's mix, whatever the class): the control that shows what "
+                        "priority buys; arrivals, classes, models and tensors stay the seed's")
     p.add_argument("--protocol", choices=("scheduler", "kserve"), default="scheduler",
                    help="scheduler: the spec's SchedulerService/Infer (default); kserve: KServe "
                         "v2 ModelInfer (Triton, KServe, MLServer, OpenVINO Model Server)")
@@ -194,6 +200,9 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
     tls_config = _tls_config(args)
     metadata = tuple(_metadata_pair(item) for item in args.metadata)
     kserve = _kserve_options(args, workload)
+    _require(args.priority_signal == AS_IS or kserve is None or kserve.priorities is not None,
+             f"--priority-signal {args.priority_signal} changes the priority sent, but "
+             f"--tier-priority off sends none")
     _require(args.embedded or (args.embedded_policy is None and args.embedded_gpus is None),
              "--embedded-policy and --embedded-gpus need --embedded")
     _require(args.embedded_gpus is None or 1 <= args.embedded_gpus <= 4096,
@@ -224,6 +233,7 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
         progress=not args.quiet, thresholds=thresholds, processes=args.processes,
         ray_address=args.ray, shards=args.shards,
         load_limits=LoadLimits(args.max_lag_ms, args.max_sender_busy / 100, args.rate_sigmas),
+        priority_signal=PrioritySignal.of(args.priority_signal, workload),
     )
 
 

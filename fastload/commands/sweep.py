@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import re
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from fastload.contract.exits import (
     UsageError,
     WorkloadError,
 )
+from fastload.contract.signals import PRIORITY_SIGNALS
 from fastload.contract.workload import WORKLOAD_FRACTIONS
 from fastload.results.sweep_table import client_limited, sweep_point, write_sweep
 
@@ -49,12 +51,18 @@ class Series:
 
     workload: str  # a built-in name or a workload file
     policy: str | None  # --embedded-policy, when swept
+    signal: str | None = None  # --priority-signal, when swept
 
     @property
-    def label(self) -> str:
+    def base_label(self) -> str:
+        """The label of the conditions that differ only in the priority signal."""
         name = Path(self.workload).stem if self.workload.endswith((".toml", ".json")) \
             else self.workload
         return name + (f"-{self.policy}" if self.policy else "")
+
+    @property
+    def label(self) -> str:
+        return self.base_label + (f"-{self.signal}" if self.signal else "")
 
 
 def parse_rates(text: str) -> list[float]:
@@ -91,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=Path("./sweep"),
                    help="each point's CSV, JSON and LoadGen logs, and sweep.json "
                         "(default %(default)s)")
+    p.add_argument("--priority-signal",
+                   help="comma-separated signals, one series each, e.g. as-is,equal: with both, "
+                        "sweep.json gets priority_effect and a verdict on whether the server "
+                        "honours priority (default: the run's, as-is)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per point, with seeds SEED, SEED+1, ... for every condition, so "
+                        "conditions pair up; means and 95 %% confidence intervals over them "
+                        "(default %(default)s)")
+    p.add_argument("--seed", type=int,
+                   help="the first repeat's seed (default: random, printed)")
     p.add_argument("--stop-when", metavar="ATTAINMENT<PCT",
                    help="end a series once a point's overall SLO attainment is below PCT %%, "
                         "or once a point is client-limited (exit 8)")
@@ -103,8 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         rates = parse_rates(args.qps)
         series = _series(args, run_flags)
         stop_below = _stop_below(args.stop_when)
-        argvs = {(s, q): [*run_flags, *_point_flags(s, q, args.output_dir)]
-                 for s in series for q in rates}
+        if args.repeats < 1:
+            raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+        if args.seed is not None and args.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {args.seed}")
+        base_seed = (args.seed if args.seed is not None
+                     else random.SystemRandom().randrange(2**32 - args.repeats))
+        seeds = [base_seed + repeat for repeat in range(args.repeats)]
+        argvs = {(s, q, seed): [*run_flags, *_point_flags(s, q, seed, args.output_dir,
+                                                           args.repeats > 1)]
+                 for s in series for q in rates for seed in seeds}
         # Every point's flags are checked before the first run, so a typo costs no runs.
         configs = {key: parse_config(argv) for key, argv in argvs.items()}
     except (UsageError, WorkloadError) as exc:
@@ -114,18 +140,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     points: list[dict] = []
     labels = [s.label for s in series]
     exit_code = 0
+    print(f"sweep: seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"sweep: seed {seeds[0]}",
+          flush=True)
     for s in series:
         for qps in rates:
-            print(f"sweep: {s.label} at {qps:g} QPS ({len(points) + 1} of "
-                  f"{len(series) * len(rates)} at most)", flush=True)
-            code = run_main(argvs[(s, qps)])
-            points.append(sweep_point(s.label, s.workload, s.policy, qps,
-                                      configs[(s, qps)], code, args.output_dir))
-            exit_code = _worse(exit_code, code)
-            if code in FATAL or code >= EXIT_SIGNALLED_BASE:
-                write_sweep(args.output_dir, points, rates, labels)
-                return code
-            if stop_below is not None and _stops(points[-1], stop_below):
+            for repeat, seed in enumerate(seeds):
+                print(f"sweep: {s.label} at {qps:g} QPS, seed {seed} ({len(points) + 1} of "
+                      f"{len(series) * len(rates) * len(seeds)} at most)", flush=True)
+                code = run_main(argvs[(s, qps, seed)])
+                points.append({**sweep_point(s.label, s.workload, s.policy, qps,
+                                             configs[(s, qps, seed)], code, args.output_dir),
+                               "base_series": s.base_label, "signal": s.signal,
+                               "repeat": repeat, "seed": seed})
+                exit_code = _worse(exit_code, code)
+                if code in FATAL or code >= EXIT_SIGNALLED_BASE:
+                    write_sweep(args.output_dir, points, rates, labels)
+                    return code
+            if stop_below is not None and any(_stops(p, stop_below) for p in points
+                                              if p["series"] == s.label
+                                              and p["target_qps"] == qps):
                 break
     write_sweep(args.output_dir, points, rates, labels)
     return exit_code
@@ -136,12 +169,16 @@ def _series(args: argparse.Namespace, run_flags: list[str]) -> list[Series]:
     if taken:
         raise UsageError(f"{taken[0]} is set per point by the sweep; use --qps, --workload "
                          f"and --output-dir")
-    workloads = [w.strip() for w in args.workload.split(",") if w.strip()]
-    policies = ([p.strip() for p in args.embedded_policy.split(",") if p.strip()]
-                if args.embedded_policy else [None])
+    workloads = _listed(args.workload) or ["balanced"]
+    policies = _listed(args.embedded_policy) or [None]
     if args.embedded_policy and "--embedded" not in run_flags:
         raise UsageError("--embedded-policy needs --embedded")
-    series = [Series(w, p) for w in workloads for p in policies]
+    signals = _listed(args.priority_signal) or [None]
+    unknown = [signal for signal in signals if signal not in (None, *PRIORITY_SIGNALS)]
+    if unknown:
+        raise UsageError(f"--priority-signal {unknown[0]!r} is none of "
+                         f"{', '.join(PRIORITY_SIGNALS)}")
+    series = [Series(w, p, signal) for w in workloads for p in policies for signal in signals]
     labels = [s.label for s in series]
     if len(set(labels)) != len(labels):
         raise UsageError(f"two series would share a name: {', '.join(labels)}")
@@ -173,10 +210,19 @@ def _stops(point: dict, stop_below: float) -> bool:
     return False
 
 
-def _point_flags(series: Series, qps: float, output_dir: Path) -> list[str]:
+def _listed(text: str | None) -> list[str]:
+    """A comma-separated flag value's items."""
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _point_flags(series: Series, qps: float, seed: int, output_dir: Path,
+                 repeated: bool) -> list[str]:
     folder = output_dir / series.label
-    flags = ["--total-qps", f"{qps:g}", "--metrics-csv", str(folder / f"qps{qps:g}.csv"),
-             "--output-dir", str(folder / f"qps{qps:g}_loadgen")]
+    name = f"qps{qps:g}" + (f"_seed{seed}" if repeated else "")
+    flags = ["--total-qps", f"{qps:g}", "--metrics-csv", str(folder / f"{name}.csv"),
+             "--output-dir", str(folder / f"{name}_loadgen"), "--seed", str(seed)]
+    if series.signal:
+        flags += ["--priority-signal", series.signal]
     flags += (["--workload", series.workload] if series.workload in WORKLOAD_FRACTIONS
               else ["--workload-file", series.workload])
     if series.policy:

@@ -9,6 +9,7 @@ from typing import Mapping
 from fastload.contract.arrival_times import TimedArrivals
 from fastload.contract.load import LoadLimits
 from fastload.contract.rates import Phase, RateSchedule
+from fastload.contract.signals import PrioritySignal
 from fastload.contract.thresholds import Threshold
 from fastload.contract.workload import Workload
 
@@ -88,6 +89,8 @@ class RunConfig:
     processes: int = 1  # --processes: sender processes (1: this process sends)
     ray_address: str | None = None  # --ray: run as shards on this Ray cluster
     shards: int | None = None  # --shards; None: one per Ray node
+    # --priority-signal: the tier each request carries to the server (contract.signals)
+    priority_signal: PrioritySignal = PrioritySignal()
 
     @property
     def summary_json(self) -> Path:

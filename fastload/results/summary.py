@@ -67,12 +67,14 @@ class RunSummary:
     # The run's time origin (CLOCK_MONOTONIC ns at GO): schedules and phases count from it.
     start_mono_ns: int = 0
     load: LoadCertificate | None = None  # whether the load was the one planned
+    priority_signal: str = "as-is"  # the tiers sent (contract.signals); rows keep true classes
 
 
 def summarize(stats: RunStats, total_qps: float, workload: str, seed: int,
               verdicts: Sequence[LoadGenVerdict], interrupted: bool = False,
               phases: Sequence[Phase] = (), start_mono_ns: int = 0,
-              load: LoadCertificate | None = None) -> RunSummary:
+              load: LoadCertificate | None = None, priority_signal: str = "as-is"
+              ) -> RunSummary:
     """One row per class in the workload's class order, plus an overall row, plus one per
     phase of a schedule."""
     rows = tuple(_row(c.tier, c.slo, s, total_qps * c.fraction)
@@ -92,7 +94,7 @@ def summarize(stats: RunStats, total_qps: float, workload: str, seed: int,
         start_s += duration_s
     return RunSummary(workload, seed, loadgen_valid, tuple(verdicts), interrupted,
                       overall.issue_span_s, rows, _row("all", "all", overall, total_qps),
-                      tuple(phase_rows), start_mono_ns, load)
+                      tuple(phase_rows), start_mono_ns, load, priority_signal)
 
 
 def _row(tier: int | str, slo: str, stats: ClassStats, target_qps: float) -> ClassSummary:
@@ -120,7 +122,8 @@ def format_summary(summary: RunSummary) -> str:
     valid = {True: "VALID", False: "INVALID", None: "unknown"}[summary.loadgen_valid]
     if not summary.loadgen_verdicts:
         valid = "none (arrivals from fastload's timer)"
-    lines.append(f"workload {summary.workload}  seed {summary.seed}  LoadGen result {valid}"
+    lines.append(f"workload {summary.workload}  seed {summary.seed}  priority signal "
+                 f"{summary.priority_signal}  LoadGen result {valid}"
                  + ("  INTERRUPTED (partial run)" if summary.interrupted else ""))
     for verdict in summary.loadgen_verdicts:
         if verdict.valid is False:

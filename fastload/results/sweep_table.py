@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastload.contract.config import RunConfig
 from fastload.results.certificate import CLIENT_LIMITED
+from fastload.results.sweep_stats import aggregate, priority_effect
 
 
 def sweep_point(series: str, workload: str, policy: str | None, qps: float, config: RunConfig,
@@ -27,12 +28,20 @@ def sweep_point(series: str, workload: str, policy: str | None, qps: float, conf
 
 def write_sweep(output_dir: Path, points: list[dict], rates: list[float],
                 series: list[str]) -> None:
-    """sweep.json in ``output_dir``, and the table on stdout."""
+    """sweep.json in ``output_dir`` (every run, the means and 95 % intervals over repeats, the
+    priority signal's effect), and the tables and the verdict on stdout."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "sweep.json"
-    path.write_text(json.dumps({"rates": rates, "series": series,
-                                "points": points}, indent=2) + "\n", encoding="utf-8")
+    means = aggregate(points, output_dir)
+    effects = priority_effect(points, output_dir)
+    path.write_text(json.dumps({"rates": rates, "series": series, "points": points,
+                                "means": means, "priority_effect": effects},
+                               indent=2) + "\n", encoding="utf-8")
     print(format_table(points))
+    if any(point["repeats"] > 1 for point in means):
+        print(format_means(means))
+    for base, effect in effects.items():
+        print(f"sweep: priority {effect['verdict']} ({base}): {effect['why']}")
     limited = [f"{p['series']} at {p['target_qps']:g} QPS" for p in points if client_limited(p)]
     if limited:
         print(f"sweep: client-limited, so not the server's result (exit 8): "
@@ -58,6 +67,27 @@ def format_table(points: list[dict]) -> str:
                 f"{_num(row['p99_ms'], 2):>9} {_num(row['slo_attainment_pct'], 1):>6} "
                 f"{row['errors']:>6} {point['exit_code']:>4}")
     return "\n".join(lines)
+
+
+def format_means(means: list[dict]) -> str:
+    """One row per point and class: means over repeats with their 95 % intervals."""
+    header = (f"{'series':<24} {'qps':>7} {'tier':>4} {'slo':<8} {'n':>3} "
+              f"{'slo_% [95 % CI]':>22} {'p99_ms [95 % CI]':>30}")
+    lines = [header, "-" * len(header)]
+    for point in means:
+        for row in point["rows"]:
+            lines.append(f"{point['series']:<24} {point['target_qps']:>7g} {row['tier']!s:>4} "
+                         f"{row['slo']:<8} {point['repeats']:>3} "
+                         f"{_with_interval(row['slo_attainment_pct'], 1):>22} "
+                         f"{_with_interval(row['p99_ms'], 2):>30}")
+    return "\n".join(lines)
+
+
+def _with_interval(interval: dict, digits: int) -> str:
+    text = _num(interval["mean"], digits)
+    if interval["low"] is not None:
+        text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+    return text
 
 
 def _num(value: float | None, digits: int) -> str:

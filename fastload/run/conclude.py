@@ -17,6 +17,7 @@ from fastload.contract.exits import (
     EXIT_SIGNALLED_BASE,
     EXIT_THRESHOLD,
 )
+from fastload.contract.signals import AS_IS
 from fastload.contract.verdicts import LoadGenVerdict
 from fastload.results.certificate import LoadCertificate, what_to_do
 from fastload.results.stats import RunStats
@@ -36,9 +37,11 @@ class Failure:
 def opening_line(config: RunConfig, plans: Sequence[Plan], address: str, how: str = "") -> str:
     """The line a run starts with: seed, workload, arrivals, target (``how``: a sharded run's
     split)."""
+    signal = config.priority_signal.kind
     return (f"fastload: seed {config.seed}, {config.workload.name}, "
             f"{describe_arrivals(config, plans)} -> {address}"
-            f"{' (KServe v2)' if config.kserve else ''}{how}")
+            f"{' (KServe v2)' if config.kserve else ''}{how}"
+            f"{'' if signal == AS_IS else f', priority signal {signal}'}")
 
 
 def run_stats(config: RunConfig, plans: Sequence[Plan]) -> RunStats:
@@ -55,7 +58,8 @@ def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdi
     (ranked by the caller), else 8 if the client was the bottleneck, else 6 if a --fail-if
     held, else 1 if requests failed, else 0."""
     summary = summarize(stats, config.total_qps, config.workload.name, config.seed, verdicts,
-                        signum is not None, config.phases, start_mono_ns, load)
+                        signum is not None, config.phases, start_mono_ns, load,
+                        config.priority_signal.kind)
     write_json(summary, config.summary_json, extra_json)
     print(format_summary(summary), flush=True)
     for note in notes:

@@ -172,8 +172,10 @@ def open_sender(config: RunConfig, address: str, target: Target, arrivals: Arriv
     if config.processes > 1:
         return SenderProcesses(config.processes, arrivals, channel, target, timeout_s,
                                config.max_inflight, timeout_s + DRAIN_MARGIN_S,
-                               config.metadata, multiprocessing.get_context("spawn"))
-    return Dispatcher(channel, target, timeout_s, config.max_inflight, config.metadata)
+                               config.metadata, config.priority_signal,
+                               multiprocessing.get_context("spawn"))
+    return Dispatcher(channel, target, timeout_s, config.max_inflight, config.metadata,
+                      signal=config.priority_signal)
 
 
 def make_target(config: RunConfig) -> Target:

@@ -23,6 +23,7 @@ import grpc.aio
 
 from fastload.arrivals.pipe import Arrivals, Issuer
 from fastload.contract.load import ProcessClock, ProcessLoad
+from fastload.contract.signals import PrioritySignal
 from fastload.records.row import STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, Record
 from fastload.send.base import ChannelFactory, Records
 from fastload.send.loop_lag import LoopLag
@@ -57,8 +58,10 @@ class Dispatcher:
         metadata: Sequence[tuple[str, str]] = (),
         sender: int = 0,
         name: str = "fastload",
+        signal: PrioritySignal = PrioritySignal(),
     ) -> None:
         self._name = name
+        self._signal = signal
         self._loop = asyncio.new_event_loop()
         self._channel = self._loop.run_until_complete(_connected(open_channel))
         # No serializers: the encoder's bytes go to the wire as they are, the response's come
@@ -124,22 +127,24 @@ class Dispatcher:
                 self._loop.remove_reader(watch.fileno())
                 ended.set_result(None)
                 return
-            open_record, encoders = self._records.open, self._encoders
+            open_record, encoders, tier = self._records.open, self._encoders, self._signal.tier
             for sample in samples:
                 record = open_record(sample)
                 if self._inflight >= self._max_inflight:
                     self._finish(sample.issuer, record, STATUS_CLIENT_OVERLOAD, False)
                 else:
-                    self._send(sample.issuer, record, encoders[record.model])
+                    self._send(sample.issuer, record, encoders[record.model],
+                               tier(sample.cls.tier, sample.shuffled_tier))
         except BaseException as exc:  # noqa: BLE001 - handed to serve(), which raises it
             self._loop.remove_reader(watch.fileno())
             if not ended.done():
                 ended.set_exception(exc)
 
-    def _send(self, issuer: Issuer, record: Record, encode: Encode) -> None:
-        """The one place a request is built and sent."""
+    def _send(self, issuer: Issuer, record: Record, encode: Encode, tier: int) -> None:
+        """The one place a request is built and sent, carrying ``tier`` (the priority
+        signal's; the record keeps its own)."""
         try:
-            payload = encode(record.cls.tier, record.deadline_ns)
+            payload = encode(tier, record.deadline_ns)
             record.send_mono_ns = time.monotonic_ns()
             call = self._infer(payload, timeout=self._timeout_s, metadata=self._metadata)
         except Exception:  # noqa: BLE001 - any client-side failure still completes the sample

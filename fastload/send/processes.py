@@ -26,6 +26,7 @@ import grpc
 from fastload.arrivals.pipe import Arrivals, IssuedSample
 from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.contract.percentiles import Spread
+from fastload.contract.signals import PrioritySignal
 from fastload.memory import without_gc_pauses
 from fastload.records.recorder import Recorder
 from fastload.records.row import (
@@ -73,7 +74,7 @@ class SenderProcesses:
 
     def __init__(self, count: int, arrivals: Arrivals, open_channel: ChannelFactory,
                  target: Target, timeout_s: float, max_inflight: int, drain_s: float,
-                 metadata: Sequence[tuple[str, str]], context) -> None:
+                 metadata: Sequence[tuple[str, str]], signal: PrioritySignal, context) -> None:
         self._arrivals = arrivals
         self._issuers = arrivals.issuers
         self._in_flight: dict[Connection, int] = {}  # senders still running, by their pipe
@@ -89,7 +90,8 @@ class SenderProcesses:
             process = context.Process(
                 target=_sender_main, name=f"fastload-sender-{sender}", daemon=True,
                 args=(sender, arrivals, open_channel, target, timeout_s,
-                      math.ceil(max_inflight / count), drain_s, tuple(metadata), sender_end))
+                      math.ceil(max_inflight / count), drain_s, tuple(metadata), signal,
+                      sender_end))
             process.start()
             sender_end.close()
             self._processes.append(process)
@@ -247,11 +249,12 @@ class Forwarder:
 
 def _sender_main(sender: int, arrivals: Arrivals, open_channel: ChannelFactory, target: Target,
                  timeout_s: float, max_inflight: int, drain_s: float,
-                 metadata: tuple[tuple[str, str], ...], parent: Connection) -> None:
+                 metadata: tuple[tuple[str, str], ...], priority: PrioritySignal,
+                 parent: Connection) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     dispatcher = Dispatcher(open_channel, target, timeout_s, max_inflight, metadata, sender,
-                            name=f"fastload-sender-{sender}")
+                            name=f"fastload-sender-{sender}", signal=priority)
     forwarder = Forwarder(parent, dispatcher)
     parent.send_bytes(READY)
     # Never stopped from here: the parent stops the arrival processes, and the pipe's end

@@ -1,0 +1,202 @@
+"""A sweep's repeats folded into means with 95 % confidence intervals, and the effect of the
+priority signal: what sending each request's own tier (as-is) buys each class over sending all
+the same (equal), paired repeat by repeat, with a verdict on whether the server honours priority.
+
+With --repeats N >= 2 every interval is Student's t over the N repeats (seeds seed .. seed+N-1,
+the same for every condition, so as-is and equal runs pair up). With one run per point, SLO
+attainment gets the t interval over the run's 1-second batches of issue time (its difference
+too, batch by batch: the same seed plans the same arrivals for both signals), and p50 and p99 get
+none: a per-second p99 is another quantity (a bin of 30 samples has its maximum as p99).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fastload.records.reader import read_columns
+from fastload.results.intervals import BATCHES, REPEATS, Interval, mean_interval, paired_difference
+from fastload.results.runs import slo_order
+
+BATCH_S = 1.0
+# A point is loaded enough to tell whether priority is honoured when, with every request at the
+# same priority, some class meets its SLO less often than this.
+LOADED_BELOW_PCT = 99.0
+HONOURED, IGNORED, UNDETERMINED = "honoured", "ignored", "undetermined"
+STATISTICS = ("slo_attainment_pct", "p50_ms", "p99_ms")
+
+
+def aggregate(points: Sequence[dict], output_dir: Path) -> list[dict]:
+    """Per series and rate: each class's (and the overall row's) mean and 95 % interval of
+    attainment, p50 and p99 over the point's repeats."""
+    return [{"series": series, "target_qps": qps, "repeats": len(runs),
+             "rows": [{"tier": tier, "slo": slo, **{
+                 name: asdict(_interval(runs, tier, slo, name, output_dir))
+                 for name in STATISTICS}} for tier, slo in _rows(runs)]}
+            for (series, qps), runs in _by_point(points).items()]
+
+
+def priority_effect(points: Sequence[dict], output_dir: Path) -> dict[str, dict]:
+    """For every pair of series that differ only in the signal (as-is and equal): per rate and
+    class, as-is − equal in attainment and p99 with 95 % intervals, and the verdict."""
+    by_point = _by_point(points)
+    pairs: dict[str, list[tuple[float, list[dict], list[dict]]]] = {}
+    for (series, qps), runs in by_point.items():
+        control = next((r for (_, q), r in by_point.items()
+                        if q == qps and r[0].get("signal") == "equal"
+                        and r[0]["base_series"] == runs[0]["base_series"]), None)
+        if runs[0].get("signal") == "as-is" and control is not None:
+            pairs.setdefault(runs[0]["base_series"], []).append((qps, runs, control))
+    effects = {}
+    for base, rates in pairs.items():
+        effect = [_effect_at(qps, treated, control, output_dir)
+                  for qps, treated, control in rates]
+        _add_family_intervals(effect, rates, output_dir)
+        effects[base] = {"as_is": rates[0][1][0]["series"], "equal": rates[0][2][0]["series"],
+                         "rates": effect, **_verdict(effect)}
+    return effects
+
+
+def _effect_at(qps: float, treated: list[dict], control: list[dict], output_dir: Path) -> dict:
+    rows = []
+    for tier, slo in _rows(control):
+        equal = _interval(control, tier, slo, "slo_attainment_pct", output_dir)
+        rows.append({"tier": tier, "slo": slo, "equal_attainment_pct": equal.mean,
+                     "attainment_gain": asdict(_difference(treated, control, tier, slo,
+                                                           "slo_attainment_pct", output_dir)),
+                     "p99_change_ms": asdict(_difference(treated, control, tier, slo,
+                                                         "p99_ms", output_dir))})
+    loaded = any(r["equal_attainment_pct"] is not None
+                 and r["equal_attainment_pct"] < LOADED_BELOW_PCT
+                 for r in rows if r["tier"] != "all")
+    return {"target_qps": qps, "loaded": loaded, "rows": rows}
+
+
+def _add_family_intervals(effect: list[dict], rates: list[tuple[float, list[dict], list[dict]]],
+                          output_dir: Path) -> None:
+    """The intervals the verdict reads: every class at every loaded rate at once, 95 % for the
+    whole family (Bonferroni), so that nine classes at a few rates do not find a gain by
+    chance (nine separate 95 % intervals miss zero by chance a third of the time)."""
+    loaded = [(at, treated, control) for at, (_, treated, control) in zip(effect, rates)
+              if at["loaded"]]
+    family = sum(row["tier"] != "all" for at, _, _ in loaded for row in at["rows"])
+    for at, treated, control in loaded:
+        for row in at["rows"]:
+            if row["tier"] != "all":
+                row["attainment_gain_family"] = asdict(_difference(
+                    treated, control, row["tier"], row["slo"], "slo_attainment_pct", output_dir,
+                    1 - 0.05 / family))
+
+
+def _verdict(rates: list[dict]) -> dict:
+    """honoured: at a loaded rate some class gains attainment beyond its family interval;
+    ignored: at every loaded rate no class differs beyond it; undetermined: no rate is loaded
+    (or the only differences are losses)."""
+    loaded = [r for r in rates if r["loaded"]]
+    if not loaded:
+        top = max(r["target_qps"] for r in rates)
+        return {"verdict": UNDETERMINED,
+                "why": f"with equal priority every class met its SLO at least "
+                       f"{LOADED_BELOW_PCT:g} % of the time at every rate; sweep rates above "
+                       f"{top:g} QPS, where the server misses SLOs"}
+    judged = [(r["target_qps"], row) for r in loaded for row in r["rows"] if row["tier"] != "all"]
+    gains = [(qps, row) for qps, row in judged
+             if (row["attainment_gain_family"]["low"] or 0) > 0]
+    if gains:
+        qps, row = max(gains, key=lambda g: g[1]["attainment_gain"]["mean"])
+        gain = row["attainment_gain_family"]
+        return {"verdict": HONOURED,
+                "why": f"tier {row['tier']} {row['slo']} gains {gain['mean']:+.1f} points of "
+                       f"SLO attainment (family-wise 95 % CI {gain['low']:+.1f} to "
+                       f"{gain['high']:+.1f}) at {qps:g} QPS"}
+    rates_text = ", ".join(f"{r['target_qps']:g}" for r in loaded)
+    if any(_excludes_zero(row["attainment_gain_family"]) for _, row in judged):
+        return {"verdict": UNDETERMINED,
+                "why": f"at {rates_text} QPS some classes lose attainment with priority and "
+                       f"none gains beyond its family-wise 95 % CI"}
+    widths = [row["attainment_gain_family"]["high"] - row["attainment_gain_family"]["mean"]
+              for _, row in judged if row["attainment_gain_family"]["high"] is not None]
+    resolution = (f"; the intervals are up to ±{max(widths):.1f} points wide, so smaller "
+                  f"effects would go unseen" if widths else "")
+    return {"verdict": IGNORED,
+            "why": f"no class's SLO attainment differs beyond its family-wise 95 % CI at "
+                   f"{rates_text} QPS, where with equal priority some class misses its SLO"
+                   f"{resolution}"}
+
+
+def _excludes_zero(interval: dict) -> bool:
+    return interval["low"] is not None and (interval["low"] > 0 or interval["high"] < 0)
+
+
+def _by_point(points: Iterable[dict]) -> dict[tuple[str, float], list[dict]]:
+    """The runs of each (series, rate) that reached traffic, in repeat order."""
+    grouped: dict[tuple[str, float], list[dict]] = {}
+    for point in points:
+        if point["overall"] is not None:
+            grouped.setdefault((point["series"], point["target_qps"]), []).append(point)
+    return {key: sorted(runs, key=lambda p: p.get("repeat", 0)) for key, runs in grouped.items()}
+
+
+def _rows(runs: list[dict]) -> list[tuple[int | str, str]]:
+    rows = {(c["tier"], c["slo"]) for run in runs for c in run["classes"]}
+    return [*sorted(rows, key=lambda r: (r[0], slo_order(r[1]))), ("all", "all")]
+
+
+def _value(run: dict, tier: int | str, slo: str, name: str) -> float | None:
+    row = (run["overall"] if tier == "all"
+           else next((c for c in run["classes"] if (c["tier"], c["slo"]) == (tier, slo)), None))
+    value = row[name] if row is not None else None
+    return None if value is None or value != value else value  # NaN: no sample answered
+
+
+def _interval(runs: list[dict], tier: int | str, slo: str, name: str,
+              output_dir: Path) -> Interval:
+    if len(runs) > 1:
+        interval = mean_interval([_value(r, tier, slo, name) for r in runs], REPEATS)
+    elif name == "slo_attainment_pct":
+        interval = mean_interval(_batches(runs[0], tier, slo, output_dir), BATCHES)
+    else:
+        return Interval(_value(runs[0], tier, slo, name), None, None, 1, "one run")
+    if name == "slo_attainment_pct" and interval.low is not None:  # a share stays in 0-100 %
+        return replace(interval, low=max(interval.low, 0.0), high=min(interval.high, 100.0))
+    return interval
+
+
+def _difference(treated: list[dict], control: list[dict], tier: int | str, slo: str, name: str,
+                output_dir: Path, confidence: float = 0.95) -> Interval:
+    if len(treated) > 1 and len(control) > 1:
+        by_seed = {r["seed"]: r for r in control}
+        pairs = [(r, by_seed[r["seed"]]) for r in treated if r["seed"] in by_seed]
+        return paired_difference([_value(a, tier, slo, name) for a, _ in pairs],
+                                 [_value(b, tier, slo, name) for _, b in pairs], REPEATS,
+                                 confidence)
+    if name != "slo_attainment_pct":
+        a, b = _value(treated[0], tier, slo, name), _value(control[0], tier, slo, name)
+        return Interval(a - b if a is not None and b is not None else None, None, None, 1,
+                        "one run")
+    first = _batches(treated[0], tier, slo, output_dir)
+    second = _batches(control[0], tier, slo, output_dir)
+    return paired_difference(first, second, BATCHES, confidence)
+
+
+def _batches(run: dict, tier: int | str, slo: str, output_dir: Path) -> list[float | None]:
+    """SLO attainment % of one class (or all) per BATCH_S of issue time since the run's first
+    issue, from its CSV; None for a batch without the class's samples."""
+    columns = _columns(output_dir / run["csv"])
+    issue_s = (columns["issue_mono_ns"] - columns["issue_mono_ns"].min()) / 1e9
+    bins = np.floor(issue_s / BATCH_S).astype(np.int64)
+    mask = (np.ones(len(bins), bool) if tier == "all"
+            else (columns["tier"] == tier) & (columns["slo"] == slo))
+    met = columns["slo_met"].astype(bool)
+    counts = np.bincount(bins[mask], minlength=bins.max() + 1)
+    hits = np.bincount(bins[mask], weights=met[mask], minlength=bins.max() + 1)
+    return [100.0 * h / c if c else None for h, c in zip(hits, counts)]
+
+
+@lru_cache(maxsize=4)
+def _columns(csv_path: Path) -> dict[str, np.ndarray]:
+    """A run's columns for its batches, read once for all its classes."""
+    return read_columns(csv_path, ("tier", "slo", "slo_met", "issue_mono_ns"))

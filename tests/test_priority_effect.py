@@ -1,0 +1,107 @@
+"""fastload.sweep with repeats and the priority signal as an axis: paired seeds, means with 95 %
+intervals, and the verdict on whether a real scheduler honours priority."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_sweep_report import WORKLOAD, run_module
+
+from fastload.results.intervals import mean_interval, paired_difference, t_quantile
+
+
+@pytest.mark.parametrize("dof, expected", [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262),
+                                           (30, 2.042), (120, 1.980)])
+def test_t_quantiles_match_the_tables(dof, expected):
+    assert t_quantile(0.95, dof) == pytest.approx(expected, abs=5e-4)
+
+
+def test_intervals_are_t_intervals_of_the_mean_and_of_paired_differences():
+    values = [91.0, 95.5, 93.25]
+    interval = mean_interval(values, "repeats")
+    half = 4.303 * np.std(values, ddof=1) / math.sqrt(3)
+    assert (interval.mean, interval.n) == (pytest.approx(np.mean(values)), 3)
+    assert interval.low == pytest.approx(np.mean(values) - half, abs=1e-3)
+    assert interval.high == pytest.approx(np.mean(values) + half, abs=1e-3)
+    # Pairs share a seed: their difference varies less than either side.
+    difference = paired_difference([90, 80, 70, None], [60, 51, 39, 10], "repeats")
+    assert difference.n == 3 and difference.mean == pytest.approx(30)
+    assert difference.excludes_zero
+    assert mean_interval([5.0], "repeats").low is None  # one value: no interval
+
+
+def test_priority_is_honoured_by_the_priority_scheduler_and_ignored_by_fifo(tmp_path: Path):
+    """One simulated GPU (200 QPS of capacity) at 300 QPS: with every request at the same
+    priority tier 1 misses its SLO; the priority policy keeps it, fifo cannot tell the tiers
+    apart. One run per condition: intervals from 1-second batches, paired by time."""
+    (tmp_path / "small.toml").write_text(WORKLOAD)
+    proc = run_module("fastload.sweep", "--qps", "300", "--workload", "small.toml",
+                      "--embedded", "--embedded-gpus", "1", "--embedded-policy", "fifo,priority",
+                      "--priority-signal", "as-is,equal", "--duration-ms", "8000",
+                      "--min-query-count", "1", "--seed", "5", "--quiet", "--output-dir", "out",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert {(p["series"], p["seed"], p["signal"]) for p in sweep["points"]} == {
+        ("small-fifo-as-is", 5, "as-is"), ("small-fifo-equal", 5, "equal"),
+        ("small-priority-as-is", 5, "as-is"), ("small-priority-equal", 5, "equal")}
+    effects = sweep["priority_effect"]
+    assert effects["small-priority"]["verdict"] == "honoured", effects["small-priority"]["why"]
+    assert effects["small-fifo"]["verdict"] == "ignored", effects["small-fifo"]["why"]
+    assert "sweep: priority honoured (small-priority): tier 1 urgent gains +" in proc.stdout
+    assert "sweep: priority ignored (small-fifo): no class's SLO attainment differs" in proc.stdout
+    [at] = effects["small-priority"]["rates"]
+    tier1 = next(r for r in at["rows"] if r["tier"] == 1)
+    assert at["loaded"] and tier1["equal_attainment_pct"] < 99
+    gain = tier1["attainment_gain"]
+    assert gain["kind"] == "1 s batch means" and gain["low"] > 0 and gain["n"] >= 7
+    # The family-wise interval the verdict reads is the wider one.
+    family = tier1["attainment_gain_family"]
+    assert family["low"] < gain["low"] and family["high"] > gain["high"]
+    means = {(m["series"], r["tier"]): r for m in sweep["means"] for r in m["rows"]}
+    attainment = means[("small-priority-as-is", 1)]["slo_attainment_pct"]
+    assert attainment["kind"] == "1 s batch means" and 0 <= attainment["low"] <= \
+        attainment["mean"] <= attainment["high"] <= 100
+    assert means[("small-priority-as-is", 1)]["p99_ms"]["low"] is None  # none from one run
+
+
+def test_repeats_pair_their_seeds_and_average_with_t_intervals(tmp_path: Path):
+    (tmp_path / "small.toml").write_text(WORKLOAD)
+    proc = run_module("fastload.sweep", "--qps", "100", "--workload", "small.toml",
+                      "--embedded", "--embedded-gpus", "1", "--priority-signal", "as-is,equal",
+                      "--repeats", "3", "--seed", "40", "--duration-ms", "1500",
+                      "--min-query-count", "1", "--quiet", "--output-dir", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    points = sweep["points"]
+    assert [(p["signal"], p["seed"]) for p in points] == [
+        (signal, seed) for signal in ("as-is", "equal") for seed in (40, 41, 42)]
+    assert {p["csv"] for p in points} == {f"small-{signal}/qps100_seed{seed}.csv"
+                                          for signal in ("as-is", "equal")
+                                          for seed in (40, 41, 42)}
+    for mean in sweep["means"]:
+        runs = [p for p in points if p["series"] == mean["series"]]
+        overall = next(r for r in mean["rows"] if r["tier"] == "all")["p99_ms"]
+        values = [p["overall"]["p99_ms"] for p in runs]
+        half = 4.303 * np.std(values, ddof=1) / math.sqrt(3)
+        assert mean["repeats"] == 3 and overall["kind"] == "repeats"
+        assert overall["mean"] == pytest.approx(np.mean(values))
+        assert overall["high"] - overall["mean"] == pytest.approx(half, abs=1e-3)
+    # Below capacity nothing misses an SLO, so nothing can be told.
+    effect = sweep["priority_effect"]["small"]
+    assert effect["verdict"] == "undetermined" and "above 100 QPS" in effect["why"]
+    assert "slo_% [95 % CI]" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--repeats", "0"), "--repeats must be >= 1"),
+    (("--priority-signal", "as-is,loud"), "--priority-signal 'loud' is none of"),
+    (("--seed", "-1"), "--seed must be >= 0"),
+])
+def test_bad_sweep_flags_exit_2(tmp_path: Path, args: tuple, message: str) -> None:
+    proc = run_module("fastload.sweep", "--qps", "100", "--embedded", *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from test_sweep_report import WORKLOAD, run_module
 
+from fastload.results.figures import attainment_gain
 from fastload.results.intervals import mean_interval, paired_difference, t_quantile
+from fastload.results.runs import load_runs
 
 
 @pytest.mark.parametrize("dof, expected", [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262),
@@ -66,6 +68,18 @@ def test_priority_is_honoured_by_the_priority_scheduler_and_ignored_by_fifo(tmp_
     assert attainment["kind"] == "1 s batch means" and 0 <= attainment["low"] <= \
         attainment["mean"] <= attainment["high"] <= 100
     assert means[("small-priority-as-is", 1)]["p99_ms"]["low"] is None  # none from one run
+    # The report draws the effect with its band, from the CSVs.
+    report = run_module("fastload.report", "out", "-o", "r.html", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert page.count('<img alt="') == 4 and '<img alt="priority_effect"' in page
+    assert (tmp_path / "r_priority_effect.png").stat().st_size > 20_000
+    runs = load_runs([tmp_path / "out"], [])
+    by = {(r.series, r.signal): r for r in runs}
+    gain = attainment_gain([by[("small-priority-as-is", "as-is")]],
+                           [by[("small-priority-equal", "equal")]], "1")
+    assert gain.mean == pytest.approx(tier1["attainment_gain"]["mean"])
+    assert gain.low == pytest.approx(tier1["attainment_gain"]["low"])
 
 
 def test_repeats_pair_their_seeds_and_average_with_t_intervals(tmp_path: Path):
@@ -89,11 +103,17 @@ def test_repeats_pair_their_seeds_and_average_with_t_intervals(tmp_path: Path):
         half = 4.303 * np.std(values, ddof=1) / math.sqrt(3)
         assert mean["repeats"] == 3 and overall["kind"] == "repeats"
         assert overall["mean"] == pytest.approx(np.mean(values))
-        assert overall["high"] - overall["mean"] == pytest.approx(half, abs=1e-3)
+        assert overall["high"] - overall["mean"] == pytest.approx(half, rel=1e-3)  # 4.303: 4 digits
     # Below capacity nothing misses an SLO, so nothing can be told.
     effect = sweep["priority_effect"]["small"]
     assert effect["verdict"] == "undetermined" and "above 100 QPS" in effect["why"]
     assert "slo_% [95 % CI]" in proc.stdout
+    report = run_module("fastload.report", "out", "-o", "r.html", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Means over repeats</h2>" in page
+    # Below capacity as-is and equal both meet every SLO: the effect is drawn, at zero.
+    assert '<img alt="priority_effect"' in page
 
 
 @pytest.mark.parametrize("args, message", [

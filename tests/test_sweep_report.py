@@ -193,4 +193,4 @@ def test_report_opens_offline_in_chromium(sweep: Path, tmp_path: Path) -> None:
     check = subprocess.run(["bash", str(Path(__file__).parent / "browser" / "check_html.sh"),
                             str(report), "3"], capture_output=True, text=True, timeout=180)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert check.stdout.strip() == "REPORT-CHECK OK images=3 tables=1"
+    assert check.stdout.strip() == "REPORT-CHECK OK images=3 tables=2"  # summary, certificates

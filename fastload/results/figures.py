@@ -10,6 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fastload.contract.signals import AS_IS, EQUAL
+from fastload.results.intervals import (
+    Interval,
+    batch_attainment,
+    clipped,
+    paired_interval,
+    point_interval,
+)
 from fastload.results.runs import Run, at_highest_load, nearest_rank_ms, pct, slo_order
 
 TIME_BIN_S = 1.0
@@ -24,7 +32,7 @@ def _save(fig, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_attainment_vs_load(runs: list[Run], path: Path) -> None:
+def plot_attainment_vs_load(runs: list[Run], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     tiers = sorted({t for run in runs for t in run.tiers}, key=int)
@@ -34,32 +42,118 @@ def plot_attainment_vs_load(runs: list[Run], path: Path) -> None:
     for run in runs:
         by_series[run.series].append(run)
     for ax, tier in zip(axes[0], [*tiers, "all"]):
-        def attainment(points: list[Run]) -> list[float]:
-            values = [(r.overall.slo_attainment_pct if tier == "all" else r.tiers.get(tier))
-                      for r in points]
-            return [math.nan if v is None else v for v in values]
-
-        for series, points in by_series.items():
-            points = sorted(points, key=lambda r: r.offered_qps)
-            counted = [r for r in points if r.counted]
-            [line] = ax.plot([r.offered_qps for r in counted], attainment(counted), marker="o",
+        for series, members in by_series.items():
+            # A client-limited run is the client's result, not the server's: drawn hollow,
+            # off the line and out of the means.
+            points = _by_load([r for r in members if r.counted])
+            bands = [attainment_band(point, tier) for point in points.values()]
+            [line] = ax.plot(list(points), [_nan(b.mean) for b in bands], marker="o",
                              label=series)
-            # A client-limited point is the client's result, not the server's: drawn hollow,
-            # off the line.
-            limited = [r for r in points if not r.counted]
+            _draw_band(ax, list(points), bands, line.get_color())
+            limited = [r for r in members if not r.counted]
             if limited:
-                ax.plot([r.offered_qps for r in limited], attainment(limited), linestyle="none",
+                ax.plot([r.offered_qps for r in limited],
+                        [_nan(attainment_of(r, tier)) for r in limited], linestyle="none",
                         marker="X", markersize=9, markerfacecolor="none",
                         color=line.get_color(), label=f"{series}: client-limited, not counted")
         ax.set(title=f"tier {tier}" if tier != "all" else "all tiers", xlabel="offered QPS",
                ylim=(-2, 102))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("SLO attainment %")
+    axes[0][0].set_ylabel("SLO attainment % (95 % CI band)")
     axes[0][-1].legend(fontsize="small", loc="lower left")
     _save(fig, "SLO attainment against offered load", path)
+    return True
 
 
-def plot_latency_cdfs(runs: list[Run], path: Path) -> None:
+def plot_priority_effect(runs: list[Run], path: Path) -> bool:
+    """Per tier, what sending each request's own tier buys over sending all the same: as-is −
+    equal attainment against offered load, with its 95 % band; nothing to draw without both."""
+    import matplotlib.pyplot as plt
+
+    counted = [r for r in runs if r.counted]
+    pairs = {base: (_by_load([r for r in members if r.signal == AS_IS]),
+                    _by_load([r for r in members if r.signal == EQUAL]))
+             for base, members in grouped(counted, lambda r: r.base_series).items()}
+    pairs = {base: (treated, control) for base, (treated, control) in pairs.items()
+             if set(treated) & set(control)}
+    if not pairs:
+        return False
+    tiers = sorted({t for run in counted for t in run.tiers}, key=int)
+    fig, axes = plt.subplots(1, len(tiers) + 1, figsize=(4.2 * (len(tiers) + 1), 3.8),
+                             sharey=True, squeeze=False)
+    for ax, tier in zip(axes[0], [*tiers, "all"]):
+        for base, (treated, control) in pairs.items():
+            loads = sorted(set(treated) & set(control))
+            gains = [attainment_gain(treated[q], control[q], tier) for q in loads]
+            [line] = ax.plot(loads, [_nan(g.mean) for g in gains], marker="o", label=base)
+            _draw_band(ax, loads, gains, line.get_color())
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(title=f"tier {tier}" if tier != "all" else "all tiers", xlabel="offered QPS")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("attainment as-is − equal, points")
+    axes[0][-1].legend(fontsize="small")
+    _save(fig, "What priority buys: SLO attainment with each tier's priority minus all equal "
+               "(95 % CI band)", path)
+    return True
+
+
+def _draw_band(ax, loads: list[float], intervals: list[Interval], color: str) -> None:
+    """95 % intervals as a band between points and a bar at each (a lone point has no band)."""
+    known = [(q, i) for q, i in zip(loads, intervals) if i.low is not None]
+    if not known:
+        return
+    xs = [q for q, _ in known]
+    ax.fill_between(xs, [i.low for _, i in known], [i.high for _, i in known], color=color,
+                    alpha=0.2, linewidth=0)
+    ax.errorbar(xs, [i.mean for _, i in known],
+                yerr=[[i.mean - i.low for _, i in known], [i.high - i.mean for _, i in known]],
+                fmt="none", ecolor=color, capsize=3, linewidth=1)
+
+
+def attainment_of(run: Run, tier: str) -> float | None:
+    return run.overall.slo_attainment_pct if tier == "all" else run.tiers.get(tier)
+
+
+def attainment_band(runs: list[Run], tier: str) -> Interval:
+    """A point's attainment: the mean over its repeats with their t interval, or one run's
+    with the interval of its 1-second batches."""
+    return clipped(point_interval([attainment_of(r, tier) for r in runs],
+                                  lambda: _batches(runs[0], tier)), 0.0, 100.0)
+
+
+def attainment_gain(treated: list[Run], control: list[Run], tier: str) -> Interval:
+    """as-is − equal at one point: paired by seed over repeats, or batch by batch."""
+    by_seed = {r.seed: r for r in control}
+    pairs = ([(r, by_seed[r.seed]) for r in treated if r.seed in by_seed]
+             if len(treated) > 1 else [(treated[0], control[0])])
+    return clipped(paired_interval([attainment_of(a, tier) for a, _ in pairs],
+                                   [attainment_of(b, tier) for _, b in pairs],
+                                   lambda: (_batches(treated[0], tier),
+                                            _batches(control[0], tier))), -100.0, 100.0)
+
+
+def _batches(run: Run, tier: str) -> list[float | None]:
+    mask = np.ones(len(run.tier), bool) if tier == "all" else run.tier == int(tier)
+    return batch_attainment(run.issue_mono_ns, run.slo_met, mask)
+
+
+def _by_load(runs: list[Run]) -> dict[float, list[Run]]:
+    """Runs by offered load, rising (a point's repeats together)."""
+    return dict(sorted(grouped(runs, lambda r: r.offered_qps).items()))
+
+
+def grouped(runs: list[Run], key) -> dict:
+    grouped: dict = defaultdict(list)
+    for run in runs:
+        grouped[key(run)].append(run)
+    return grouped
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def plot_latency_cdfs(runs: list[Run], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     peaks = at_highest_load(runs)
@@ -82,14 +176,16 @@ def plot_latency_cdfs(runs: list[Run], path: Path) -> None:
     axes[0][0].set_ylabel("fraction of answered samples")
     axes[0][0].legend(fontsize="small")
     _save(fig, "Latency CDF per class (each series at its highest offered load)", path)
+    return True
 
 
-def plot_over_time(runs: list[Run], path: Path) -> None:
+def plot_over_time(runs: list[Run], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     peaks = at_highest_load(runs)
-    fig, axes = plt.subplots(2, len(peaks), figsize=(5.5 * len(peaks), 6.4), squeeze=False,
-                             sharex="col")
+    # At least 11 inches wide: one series alone would fill a third of a page, its title cut.
+    fig, axes = plt.subplots(2, len(peaks), figsize=(max(11.0, 5.5 * len(peaks)), 6.4),
+                             squeeze=False, sharex="col")
     for column, run in enumerate(peaks):
         t_s = (run.issue_mono_ns - run.issue_mono_ns.min()) / 1e9
         bins = np.floor(t_s / TIME_BIN_S).astype(int)
@@ -113,6 +209,7 @@ def plot_over_time(runs: list[Run], path: Path) -> None:
             ax.grid(alpha=0.3)
     _save(fig, "Latency and SLO attainment over time (each series at its highest offered load)",
           path)
+    return True
 
 
 def _limited(run: Run) -> str:
@@ -120,5 +217,8 @@ def _limited(run: Run) -> str:
     return "" if run.counted else " (client-limited)"
 
 
-FIGURES = (("attainment", plot_attainment_vs_load), ("latency_cdf", plot_latency_cdfs),
-           ("over_time", plot_over_time))
+# Each figure's file name, its heading on the page, and its plot (False: nothing to draw).
+FIGURES = (("attainment", "SLO attainment against offered load", plot_attainment_vs_load),
+           ("priority_effect", "What priority buys: as-is − equal", plot_priority_effect),
+           ("latency_cdf", "Latency CDF per class", plot_latency_cdfs),
+           ("over_time", "Latency and attainment over time", plot_over_time))

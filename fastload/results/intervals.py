@@ -12,11 +12,14 @@ intervals side by side.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
 
 REPEATS = "repeats"  # the interval's kind: t over independent repeats
 BATCHES = "1 s batch means"  # t over a single run's 1-second bins
+BATCH_S = 1.0
 
 
 def t_quantile(confidence: float, dof: int) -> float:
@@ -80,8 +83,60 @@ def mean_interval(values: Sequence[float | None], kind: str,
     return Interval(mean, mean - half, mean + half, n, kind)
 
 
+def recentred(interval: Interval, mean: float | None) -> Interval:
+    """The interval moved onto ``mean``, its width kept: a run's own figure (its attainment over
+    all its samples) with the width its batches give."""
+    if interval.low is None or mean is None:
+        return replace(interval, mean=mean)
+    half = (interval.high - interval.low) / 2
+    return replace(interval, mean=mean, low=mean - half, high=mean + half)
+
+
+def clipped(interval: Interval, lowest: float, highest: float) -> Interval:
+    """The interval kept within what the figure can be (a share within 0-100 %)."""
+    if interval.low is None:
+        return interval
+    return replace(interval, low=max(interval.low, lowest), high=min(interval.high, highest))
+
+
 def paired_difference(first: Sequence[float | None], second: Sequence[float | None],
                       kind: str, confidence: float = 0.95) -> Interval:
     """first − second, pair by pair (a pair with a None is left out), and its t interval."""
     return mean_interval([a - b if a is not None and b is not None else None
                           for a, b in zip(first, second)], kind, confidence)
+
+
+def batch_attainment(issue_mono_ns: np.ndarray, slo_met: np.ndarray, mask: np.ndarray
+                     ) -> list[float | None]:
+    """SLO attainment % of the masked samples per BATCH_S of issue time since the run's first
+    issue (of all its samples, so that two runs of one seed batch alike); None for a batch
+    without masked samples."""
+    bins = np.floor((issue_mono_ns - issue_mono_ns.min()) / (BATCH_S * 1e9)).astype(np.int64)
+    counts = np.bincount(bins[mask], minlength=bins.max() + 1)
+    hits = np.bincount(bins[mask], weights=slo_met[mask].astype(bool), minlength=bins.max() + 1)
+    return [100.0 * h / c if c else None for h, c in zip(hits, counts)]
+
+
+def point_interval(values: Sequence[float | None],
+                   batches: Callable[[], list[float | None]] | None) -> Interval:
+    """A sweep point's figure: the mean over its repeats with their t interval or, for one run,
+    its own figure with the width its 1-second ``batches`` give (None: no interval)."""
+    if len(values) > 1:
+        return mean_interval(values, REPEATS)
+    if batches is None:
+        return Interval(values[0], None, None, 1, "one run")
+    return recentred(mean_interval(batches(), BATCHES), values[0])
+
+
+def paired_interval(first: Sequence[float | None], second: Sequence[float | None],
+                    batches: Callable[[], tuple[list[float | None], list[float | None]]] | None,
+                    confidence: float = 0.95) -> Interval:
+    """first − second at a sweep point: over repeats paired by seed (the two lists aligned), or,
+    for one run each, their difference with the width of the batch-by-batch differences."""
+    if len(first) > 1 and len(second) > 1:
+        return paired_difference(first, second, REPEATS, confidence)
+    a, b = first[0], second[0]
+    difference = a - b if a is not None and b is not None else None
+    if batches is None:
+        return Interval(difference, None, None, 1, "one run")
+    return recentred(paired_difference(*batches(), BATCHES, confidence), difference)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from fastload.results.figures import FIGURES
+from fastload.results.figures import FIGURES, attainment_band, grouped
 from fastload.results.runs import Run
 
 
@@ -47,6 +47,27 @@ def summary_table(runs: list[Run]) -> str:
         for run in _in_order(runs) for row in (*run.classes, run.overall)))
 
 
+def means_table(runs: list[Run]) -> str:
+    """Per point with repeats and per tier (and all): SLO attainment's mean over the repeats and
+    its 95 % interval; empty when no point was repeated."""
+    points = {(series, qps): members
+              for series, group in grouped(runs, lambda r: r.series).items()
+              for qps, members in grouped([r for r in group if r.counted],
+                                           lambda r: r.offered_qps).items()}
+    if all(len(members) < 2 for members in points.values()):
+        return ""
+    head = ("series", "offered QPS", "tier", "repeats", "SLO attainment % (mean)",
+            "95 % CI low", "95 % CI high")
+    rows = []
+    for (series, qps), members in sorted(points.items()):
+        for tier in [*sorted({t for r in members for t in r.tiers}, key=int), "all"]:
+            band = attainment_band(members, tier)
+            rows.append(("overall" if tier == "all" else "",
+                         (series, f"{qps:g}", tier, len(members), band.mean, band.low,
+                          band.high)))
+    return "<h2>Means over repeats</h2>\n" + _table(head, rows)
+
+
 def certificate_table(runs: list[Run]) -> str:
     """Each run's load certificate: its verdict, the reason, and the client's own figures."""
     head = ("series", "offered QPS", "load", "reason", "send lag p99 ms", "loop lag p99 ms",
@@ -80,13 +101,14 @@ def write_report(runs: list[Run], output: Path, title: str) -> list[Path]:
 
     matplotlib.use("Agg")
     output.parent.mkdir(parents=True, exist_ok=True)
-    written, images = [], []
-    for name, plot in FIGURES:
+    written, figures = [], []
+    for name, heading, plot in FIGURES:
         png = output.with_name(f"{output.stem}_{name}.png")
-        plot(runs, png)
+        if not plot(runs, png):
+            continue
         written.append(png)
-        images.append(f'<img alt="{name}" src="data:image/png;base64,'
-                      f'{base64.b64encode(png.read_bytes()).decode()}">')
+        figures.append(f'<h2>{html.escape(heading)}</h2><img alt="{name}" '
+                       f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
     limited_runs = ", ".join(f"{r.series} @ {r.offered_qps:g} QPS" for r in runs
                              if not r.counted)
     limited = (f" Client-limited (greyed, not counted as the server's result): "
@@ -105,11 +127,10 @@ tr.limited {{ color: #888; font-style: italic; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(runs)} runs; every number computed from the CSVs listed at the end.{limited}</p>
-<h2>SLO attainment against offered load</h2>{images[0]}
-<h2>Latency CDF per class</h2>{images[1]}
-<h2>Latency and attainment over time</h2>{images[2]}
+{"".join(figures)}
 <h2>Summary</h2>
 {summary_table(runs)}
+{means_table(runs)}
 <h2>Load certificates</h2>
 <p>Whether each run's load was the one planned, from its summary JSON: a client-limited run's
 latencies include the client's own delay, so it is never drawn as the server's result.</p>
@@ -121,6 +142,7 @@ latencies include the client's own delay, so it is never drawn as the server's r
     numbers.write_text(json.dumps({"runs": [
         {"series": run.series, "offered_qps": run.offered_qps, "csv": str(run.csv),
          "classes": [asdict(c) for c in run.classes], "overall": asdict(run.overall),
-         "tiers": run.tiers, "load": run.load, "counted": run.counted} for run in runs]},
+         "tiers": run.tiers, "load": run.load, "counted": run.counted, "signal": run.signal,
+         "seed": run.seed} for run in runs]},
         indent=2) + "\n", encoding="utf-8")
     return [output, numbers, *written]

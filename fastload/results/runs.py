@@ -58,6 +58,11 @@ class Run:
     tiers: dict[str, float | None] = field(default_factory=dict)
     overall: ClassRow | None = None
     load: dict | None = None  # the load certificate of its summary JSON; None without one
+    # From the summary JSON too: the priority signal sent and the seed (None without one), and
+    # the series its other signals share (a sweep's WORKLOAD-POLICY; else its own series).
+    signal: str | None = None
+    seed: int | None = None
+    base_series: str = ""
 
     @property
     def counted(self) -> bool:
@@ -66,7 +71,8 @@ class Run:
         return self.load is None or self.load["verdict"] != CLIENT_LIMITED
 
 
-def read_run(path: Path, series: str, offered_qps: float | None = None) -> Run:
+def read_run(path: Path, series: str, offered_qps: float | None = None,
+             base_series: str | None = None) -> Run:
     """A fastload CSV as arrays, with its per-class rows computed."""
     try:
         columns = read_columns(path, RUN_COLUMNS)
@@ -89,17 +95,20 @@ def read_run(path: Path, series: str, offered_qps: float | None = None) -> Run:
     run.classes = [_row(run, (run.tier == t) & (run.slo == s), t, s) for t, s in classes]
     run.overall = _row(run, np.ones(rows, bool), "all", "all")
     run.tiers = {str(t): pct(run.slo_met[run.tier == t]) for t in sorted(set(run.tier.tolist()))}
-    run.load = _certificate(path.with_suffix(".json"))
+    summary = _summary(path.with_suffix(".json"))
+    run.load, run.signal, run.seed = (summary.get("load"), summary.get("priority_signal"),
+                                      summary.get("seed"))
+    run.base_series = base_series or series
     return run
 
 
-def _certificate(summary_json: Path) -> dict | None:
-    """The load certificate of a run's summary JSON; None when there is no JSON or it predates
-    certificates."""
+def _summary(summary_json: Path) -> dict:
+    """A run's summary JSON; empty when there is none (its fields then predate the run's
+    version, or the CSV came alone)."""
     try:
-        return json.loads(summary_json.read_text(encoding="utf-8")).get("load")
+        return json.loads(summary_json.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return None
+        return {}
 
 
 def slo_order(slo: str) -> int:
@@ -146,7 +155,8 @@ def load_runs(inputs: Sequence[Path], labels: Sequence[str]) -> list[Run]:
             for point in json.loads(sweep.read_text())["points"]:
                 if point["overall"] is None:
                     continue  # the point ended before traffic
-                runs.append(read_run(path / point["csv"], point["series"], point["target_qps"]))
+                runs.append(read_run(path / point["csv"], point["series"], point["target_qps"],
+                                     point.get("base_series")))
         else:
             label = labels[csv_index] if csv_index < len(labels) else path.stem
             csv_index += 1

@@ -10,7 +10,7 @@ none: a per-second p99 is another quantity (a bin of 30 samples has its maximum 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,10 +18,15 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from fastload.records.reader import read_columns
-from fastload.results.intervals import BATCHES, REPEATS, Interval, mean_interval, paired_difference
+from fastload.results.intervals import (
+    Interval,
+    batch_attainment,
+    clipped,
+    paired_interval,
+    point_interval,
+)
 from fastload.results.runs import slo_order
 
-BATCH_S = 1.0
 # A point is loaded enough to tell whether priority is honoured when, with every request at the
 # same priority, some class meets its SLO less often than this.
 LOADED_BELOW_PCT = 99.0
@@ -106,7 +111,7 @@ def _verdict(rates: list[dict]) -> dict:
     gains = [(qps, row) for qps, row in judged
              if (row["attainment_gain_family"]["low"] or 0) > 0]
     if gains:
-        qps, row = max(gains, key=lambda g: g[1]["attainment_gain"]["mean"])
+        qps, row = max(gains, key=lambda g: g[1]["attainment_gain_family"]["low"])
         gain = row["attainment_gain_family"]
         return {"verdict": HONOURED,
                 "why": f"tier {row['tier']} {row['slo']} gains {gain['mean']:+.1f} points of "
@@ -154,46 +159,34 @@ def _value(run: dict, tier: int | str, slo: str, name: str) -> float | None:
 
 def _interval(runs: list[dict], tier: int | str, slo: str, name: str,
               output_dir: Path) -> Interval:
-    if len(runs) > 1:
-        interval = mean_interval([_value(r, tier, slo, name) for r in runs], REPEATS)
-    elif name == "slo_attainment_pct":
-        interval = mean_interval(_batches(runs[0], tier, slo, output_dir), BATCHES)
-    else:
-        return Interval(_value(runs[0], tier, slo, name), None, None, 1, "one run")
-    if name == "slo_attainment_pct" and interval.low is not None:  # a share stays in 0-100 %
-        return replace(interval, low=max(interval.low, 0.0), high=min(interval.high, 100.0))
-    return interval
+    attainment = name == "slo_attainment_pct"
+    interval = point_interval([_value(r, tier, slo, name) for r in runs],
+                              (lambda: _batches(runs[0], tier, slo, output_dir)) if attainment
+                              else None)
+    return clipped(interval, 0.0, 100.0) if attainment else interval
 
 
 def _difference(treated: list[dict], control: list[dict], tier: int | str, slo: str, name: str,
                 output_dir: Path, confidence: float = 0.95) -> Interval:
-    if len(treated) > 1 and len(control) > 1:
-        by_seed = {r["seed"]: r for r in control}
-        pairs = [(r, by_seed[r["seed"]]) for r in treated if r["seed"] in by_seed]
-        return paired_difference([_value(a, tier, slo, name) for a, _ in pairs],
-                                 [_value(b, tier, slo, name) for _, b in pairs], REPEATS,
-                                 confidence)
-    if name != "slo_attainment_pct":
-        a, b = _value(treated[0], tier, slo, name), _value(control[0], tier, slo, name)
-        return Interval(a - b if a is not None and b is not None else None, None, None, 1,
-                        "one run")
-    first = _batches(treated[0], tier, slo, output_dir)
-    second = _batches(control[0], tier, slo, output_dir)
-    return paired_difference(first, second, BATCHES, confidence)
+    by_seed = {r["seed"]: r for r in control}
+    pairs = ([(r, by_seed[r["seed"]]) for r in treated if r["seed"] in by_seed]
+             if len(treated) > 1 else [(treated[0], control[0])])
+    attainment = name == "slo_attainment_pct"
+    difference = paired_interval(
+        [_value(a, tier, slo, name) for a, _ in pairs],
+        [_value(b, tier, slo, name) for _, b in pairs],
+        (lambda: (_batches(treated[0], tier, slo, output_dir),
+                  _batches(control[0], tier, slo, output_dir))) if attainment else None,
+        confidence)
+    return clipped(difference, -100.0, 100.0) if attainment else difference
 
 
 def _batches(run: dict, tier: int | str, slo: str, output_dir: Path) -> list[float | None]:
-    """SLO attainment % of one class (or all) per BATCH_S of issue time since the run's first
-    issue, from its CSV; None for a batch without the class's samples."""
+    """SLO attainment % of one class (or all) per batch of issue time, from the run's CSV."""
     columns = _columns(output_dir / run["csv"])
-    issue_s = (columns["issue_mono_ns"] - columns["issue_mono_ns"].min()) / 1e9
-    bins = np.floor(issue_s / BATCH_S).astype(np.int64)
-    mask = (np.ones(len(bins), bool) if tier == "all"
+    mask = (np.ones(len(columns["tier"]), bool) if tier == "all"
             else (columns["tier"] == tier) & (columns["slo"] == slo))
-    met = columns["slo_met"].astype(bool)
-    counts = np.bincount(bins[mask], minlength=bins.max() + 1)
-    hits = np.bincount(bins[mask], weights=met[mask], minlength=bins.max() + 1)
-    return [100.0 * h / c if c else None for h, c in zip(hits, counts)]
+    return batch_attainment(columns["issue_mono_ns"], columns["slo_met"], mask)
 
 
 @lru_cache(maxsize=4)

@@ -115,3 +115,13 @@ def test_a_run_reports_the_fit_of_its_issue_gaps(tmp_path, shape):
     assert fit["law"] == "exponential" and fit["gaps"] + fit["short_gaps"] > 500
     assert 0 <= fit["p_value"] <= 1 and fit["resolution_ms"] == RESOLUTION_S * 1e3
     assert f"issue gaps fit exponential p={fit['p_value']:.2g}" in proc.stdout
+
+
+@pytest.mark.parametrize("shape", [0.1, 0.5, 1.0, 4.0, 24.5, 100.0])
+def test_the_gamma_law_and_chi_square_tail_match_scipy(shape):
+    from scipy import special, stats
+    z = np.geomspace(1e-6, 6 * shape + 40, 200)
+    assert regularized_gamma(shape, z) == pytest.approx(special.gammainc(shape, z), abs=1e-12)
+    for statistic in (10.0, 49.0, 80.0, 120.0):
+        assert chi_square_p(statistic, 49) == pytest.approx(stats.chi2.sf(statistic, 49),
+                                                            rel=1e-6, abs=1e-14)

@@ -105,6 +105,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--auth-token", help="require metadata `authorization: Bearer TOKEN`")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop (as on SIGTERM) when the process that started this one exits")
+    parser.add_argument("--metrics-port", type=_int_in(0, 65535), metavar="PORT",
+                        help="serve Prometheus metrics on http://HOST:PORT/metrics (0: a free "
+                             "port, printed after the listening line): queue length per tier "
+                             "and model, GPU busy time, requests by tier and outcome, queue "
+                             "wait and service histograms")
     args = parser.parse_args(argv)
     service_ms = {**DEFAULT_SERVICE_MS, **dict(args.service_ms)}
     input_shapes = dict(args.input_shape)
@@ -128,6 +133,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         tls=tls,
         auth_token=args.auth_token,
         exit_with_parent=args.exit_with_parent,
+        metrics_port=args.metrics_port,
     )
 
 

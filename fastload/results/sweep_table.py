@@ -72,13 +72,14 @@ def format_table(points: list[dict]) -> str:
 def format_means(means: list[dict]) -> str:
     """One row per point and class: means over repeats with their 95 % intervals."""
     header = (f"{'series':<24} {'qps':>7} {'tier':>4} {'slo':<8} {'n':>3} "
-              f"{'slo_% [95 % CI]':>22} {'p99_ms [95 % CI]':>30}")
+              f"{'slo_% [95 % CI]':>22} {'p50_ms [95 % CI]':>30} {'p99_ms [95 % CI]':>30}")
     lines = [header, "-" * len(header)]
     for point in means:
         for row in point["rows"]:
             lines.append(f"{point['series']:<24} {point['target_qps']:>7g} {row['tier']!s:>4} "
                          f"{row['slo']:<8} {point['repeats']:>3} "
                          f"{_with_interval(row['slo_attainment_pct'], 1):>22} "
+                         f"{_with_interval(row['p50_ms'], 2):>30} "
                          f"{_with_interval(row['p99_ms'], 2):>30}")
     return "\n".join(lines)
 

@@ -24,7 +24,10 @@ class Job:
     deadline_ns: int
     service_s: float
     outcome: asyncio.Future[bool]
-    expiry: asyncio.TimerHandle | None  # None: no deadline (a KServe request without timeout)
+    expiry: asyncio.TimerHandle | None = None  # None: no deadline (KServe without timeout)
+    model: str = ""
+    queued_ns: int = 0  # CLOCK_MONOTONIC when it joined the queue
+    waiting: bool = True  # until a GPU takes it, it expires or its call ends
 
 
 class _Order(Protocol):

@@ -19,6 +19,13 @@ import grpc
 
 from fastload._pb.scheduler_pb2 import InferResponse
 from fastload.scheduler.kserve_service import kserve_handler
+from fastload.scheduler.metrics import (
+    ANSWERED,
+    CANCELLED,
+    EXPIRED,
+    REJECTED,
+    SchedulerMetrics,
+)
 from fastload.scheduler.policies import Job, JobQueue
 from fastload.scheduler.request import NO_DEADLINE_NS, InvalidRequest, ValidRequest, parse_request
 
@@ -53,6 +60,8 @@ class Config:
     # Stop as on SIGTERM once the process that started this one is gone (a SIGKILLed fastload
     # would otherwise leave its embedded scheduler running for ever).
     exit_with_parent: bool = False
+    # Serve Prometheus metrics on this port (0: any free one); None: none.
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,11 +101,12 @@ class ListenError(RuntimeError):
 class Scheduler:
     """The SchedulerService: one queue, `gpus` workers draining it, and the counters."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics: SchedulerMetrics | None = None) -> None:
         self._service_s = config.service_s
         self._queue = JobQueue(config.policy)
         self._authorization = f"Bearer {config.auth_token}" if config.auth_token else None
         self.stats = Stats()
+        self._metrics = metrics  # None: no --metrics-port, nothing counted for Prometheus
 
     def handler(self) -> grpc.GenericRpcHandler:
         """Infer as a raw-bytes method, so parsing happens once, in `parse_request`."""
@@ -122,47 +132,85 @@ class Scheduler:
         if self._authorization is not None and (
             dict(context.invocation_metadata() or ()).get("authorization") != self._authorization
         ):
-            self.stats.rejected += 1
+            self._count_rejected()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong authorization metadata")
 
     async def reject(self, context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
-        self.stats.rejected += 1
+        self._count_rejected()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+    def _count_rejected(self) -> None:
+        self.stats.rejected += 1
+        if self._metrics is not None:  # its tier is unknown: it was never read
+            self._metrics.requests.labels("none", REJECTED).inc()
 
     async def run(self, valid: ValidRequest) -> bool:
         """Queue a request by policy; True once a GPU served it, False if it expired first."""
         loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[bool] = loop.create_future()
+        job = Job(valid.tier, valid.deadline_ns, self._service_s[valid.model],
+                  loop.create_future(), model=valid.model, queued_ns=time.monotonic_ns())
         # Expire a queued job at its deadline, not when a GPU reaches it: under priority, low
         # tiers may never reach one, and each holds its 602 KB request until it is answered.
-        expiry = (None if valid.deadline_ns == NO_DEADLINE_NS else
-                  loop.call_later((valid.deadline_ns - time.time_ns()) / 1e9, _expire, outcome))
-        service_s = self._service_s[valid.model]
-        self._queue.put(Job(valid.tier, valid.deadline_ns, service_s, outcome, expiry))
+        if valid.deadline_ns != NO_DEADLINE_NS:
+            job.expiry = loop.call_later((valid.deadline_ns - time.time_ns()) / 1e9,
+                                         self._expire, job)
+        if self._metrics is not None:
+            self._metrics.queue_length.labels(job.tier, job.model).inc()
+        self._queue.put(job)
         try:
-            served = await outcome
+            served = await job.outcome
         except asyncio.CancelledError:
+            self._leave_queue(job)
+            self._count(job, CANCELLED)
             self.stats.cancelled += 1
             raise
         if served:
+            self._count(job, ANSWERED)
             self.stats.completed += 1
         else:
+            self._count(job, EXPIRED)
             self.stats.expired += 1
         return served
 
-    async def run_gpu(self) -> None:
+    def _expire(self, job: Job) -> None:
+        """Answer a job False (its deadline passed before a GPU started it)."""
+        self._leave_queue(job)
+        if not job.outcome.done():
+            job.outcome.set_result(False)
+
+    def _leave_queue(self, job: Job) -> None:
+        if job.waiting:
+            job.waiting = False
+            if self._metrics is not None:
+                self._metrics.queue_length.labels(job.tier, job.model).dec()
+
+    def _count(self, job: Job, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.requests.labels(job.tier, outcome).inc()
+
+    async def run_gpu(self, gpu: int) -> None:
         """One simulated GPU: take the next job; expire it if late, else hold for its service."""
+        metrics = self._metrics
         while True:
             job = await self._queue.get()
             if job.outcome.done():  # expired or cancelled while it was queued
                 continue
             if time.time_ns() > job.deadline_ns:  # due, though its timer has not fired yet
-                _expire(job.outcome)
+                self._expire(job)
                 continue
             if job.expiry is not None:  # once started, a job runs to completion even if late
                 job.expiry.cancel()
+            self._leave_queue(job)
+            if metrics is not None:
+                metrics.queue_wait.labels(job.tier).observe(
+                    (time.monotonic_ns() - job.queued_ns) / 1e9)
+                metrics.in_service.labels(gpu).set(1)
             await asyncio.sleep(job.service_s)
+            if metrics is not None:
+                metrics.in_service.labels(gpu).set(0)
+                metrics.busy.labels(gpu).inc(job.service_s)
+                metrics.service.labels(job.model).observe(job.service_s)
             if not job.outcome.done():
                 job.outcome.set_result(True)
 
@@ -174,14 +222,10 @@ async def _stop_when_orphaned(stop: asyncio.Event, parent_pid: int) -> None:
     stop.set()
 
 
-def _expire(outcome: asyncio.Future[bool]) -> None:
-    if not outcome.done():
-        outcome.set_result(False)
-
-
 async def serve(config: Config) -> Stats:
     """Serve until SIGINT/SIGTERM; print `listening on HOST:PORT` once bound, return the counts."""
-    scheduler = Scheduler(config)
+    metrics = SchedulerMetrics() if config.metrics_port is not None else None
+    scheduler = Scheduler(config, metrics)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -201,14 +245,24 @@ async def serve(config: Config) -> Stats:
             f"cannot listen on {target}: address in use or not available; try --port 0"
         ) from None
     await server.start()
-    workers = [asyncio.create_task(scheduler.run_gpu()) for _ in range(config.gpus)]
+    workers = [asyncio.create_task(scheduler.run_gpu(gpu)) for gpu in range(config.gpus)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if config.exit_with_parent:
         workers.append(asyncio.create_task(_stop_when_orphaned(stop, os.getppid())))
+    metrics_port = None
+    if metrics is not None:
+        try:
+            metrics_port = metrics.serve(config.host, config.metrics_port)
+        except OSError as exc:
+            await server.stop(None)
+            raise ListenError(f"cannot serve metrics on {config.host}:{config.metrics_port}: "
+                              f"{exc.strerror}; try --metrics-port 0") from None
     print(f"listening on {config.host}:{port}", flush=True)
+    if metrics_port is not None:  # after the line spawn.py and scripts read first
+        print(f"metrics on http://{host}:{metrics_port}/metrics", flush=True)
     await stop.wait()
     await server.stop(SHUTDOWN_GRACE_S)
     for worker in workers:

@@ -1,6 +1,7 @@
 """Runs the scheduler as a real subprocess on a free port: shared by tests and benchmarks.
 
-Reads the `listening on HOST:PORT` line to learn the address, so callers never guess ports.
+Reads the `listening on HOST:PORT` line to learn the address (and, with --metrics-port, the
+`metrics on URL` line after it), so callers never guess ports.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 _LISTENING = re.compile(r"listening on (\S+):(\d+)\n")
+_METRICS = re.compile(r"metrics on (\S+)\n")
 
 
 class SchedulerProcess:
@@ -35,6 +37,13 @@ class SchedulerProcess:
             raise RuntimeError(f"scheduler {' '.join(args)} did not start: {stderr.strip()!r}")
         self.address = f"{match[1]}:{match[2]}"
         self.port = int(match[2])
+        self.metrics_url: str | None = None  # with --metrics-port: where /metrics is served
+        if "--metrics-port" in args:
+            metrics = _METRICS.fullmatch(self.proc.stdout.readline())
+            if metrics is None:
+                self.close()
+                raise RuntimeError(f"scheduler {' '.join(args)} served no metrics")
+            self.metrics_url = metrics[1]
 
     @property
     def pid(self) -> int:

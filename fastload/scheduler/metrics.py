@@ -1,0 +1,49 @@
+"""The reference scheduler's Prometheus metrics (``--metrics-port``): the server's side of a run,
+for a scraper to line up with fastload's per-class results on one time axis.
+
+Names follow Prometheus conventions (base units, ``_total`` counters, ``_seconds``):
+- ``fastload_scheduler_queue_length{tier,model}``: requests waiting for a GPU now;
+- ``fastload_scheduler_in_service{gpu}``: 1 while that simulated GPU serves a request;
+- ``fastload_scheduler_gpu_busy_seconds_total{gpu}``: its time serving, so that
+  ``rate(...)`` is its busy fraction;
+- ``fastload_scheduler_requests_total{tier,outcome}``: answered, expired (deadline passed while
+  queued), rejected (invalid or unauthorised) or cancelled (the call ended first);
+- ``fastload_scheduler_queue_wait_seconds{tier}`` and ``fastload_scheduler_service_seconds{model}``
+  histograms.
+Every update happens on the scheduler's event loop; prometheus_client serves them from a thread
+of its own, in a registry of this scheduler's alone.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PREFIX = "fastload_scheduler"
+# Queue waits from 1 ms to beyond the loosest SLO (2 s); services from 0.5 ms to 0.5 s.
+WAIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+SERVICE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+ANSWERED, EXPIRED, REJECTED, CANCELLED = "answered", "expired", "rejected", "cancelled"
+
+
+class SchedulerMetrics:
+    """The counters, gauges and histograms of one scheduler, and their HTTP endpoint."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.queue_length = Gauge(f"{PREFIX}_queue_length", "Requests waiting for a GPU",
+                                  ("tier", "model"), registry=self.registry)
+        self.in_service = Gauge(f"{PREFIX}_in_service", "1 while the simulated GPU serves",
+                                ("gpu",), registry=self.registry)
+        self.busy = Counter(f"{PREFIX}_gpu_busy_seconds", "Time the simulated GPU served",
+                            ("gpu",), registry=self.registry)
+        self.requests = Counter(f"{PREFIX}_requests", "Requests by tier and outcome",
+                                ("tier", "outcome"), registry=self.registry)
+        self.queue_wait = Histogram(f"{PREFIX}_queue_wait_seconds",
+                                    "From arrival to a GPU starting it", ("tier",),
+                                    buckets=WAIT_BUCKETS_S, registry=self.registry)
+        self.service = Histogram(f"{PREFIX}_service_seconds", "Time on a simulated GPU",
+                                 ("model",), buckets=SERVICE_BUCKETS_S, registry=self.registry)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` on host:port from a daemon thread; returns the port bound."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return server.server_port

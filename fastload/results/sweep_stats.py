@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from fastload.contract.signals import AS_IS, EQUAL
 from fastload.records.reader import read_columns
 from fastload.results.intervals import (
     Interval,
@@ -57,9 +58,9 @@ def priority_effect(points: Sequence[dict], output_dir: Path) -> dict[str, dict]
     pairs: dict[str, list[tuple[float, list[dict], list[dict]]]] = {}
     for (series, qps), runs in by_point.items():
         control = next((r for (_, q), r in by_point.items()
-                        if q == qps and r[0].get("signal") == "equal"
+                        if q == qps and r[0].get("signal") == EQUAL
                         and r[0]["base_series"] == runs[0]["base_series"]), None)
-        if runs[0].get("signal") == "as-is" and control is not None:
+        if runs[0].get("signal") == AS_IS and control is not None:
             pairs.setdefault(runs[0]["base_series"], []).append((qps, runs, control))
     effects = {}
     for base, rates in pairs.items():

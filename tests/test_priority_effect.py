@@ -69,6 +69,7 @@ def test_priority_is_honoured_by_the_priority_scheduler_and_ignored_by_fifo(tmp_
     assert attainment["kind"] == "1 s batch means" and 0 <= attainment["low"] <= \
         attainment["mean"] <= attainment["high"] <= 100
     assert means[("small-priority-as-is", 1)]["p99_ms"]["low"] is None  # none from one run
+    assert "slo_% [95 % CI]" in proc.stdout  # the means table, from one run too
     # The report draws the effect with its band, from the CSVs.
     report = run_module("fastload.report", "out", "-o", "r.html", cwd=tmp_path)
     assert report.returncode == 0, report.stderr

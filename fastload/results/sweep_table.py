@@ -38,7 +38,7 @@ def write_sweep(output_dir: Path, points: list[dict], rates: list[float],
                                 "means": means, "priority_effect": effects},
                                indent=2) + "\n", encoding="utf-8")
     print(format_table(points))
-    if any(point["repeats"] > 1 for point in means):
+    if means:
         print(format_means(means))
     for base, effect in effects.items():
         print(f"sweep: priority {effect['verdict']} ({base}): {effect['why']}")
@@ -70,7 +70,8 @@ def format_table(points: list[dict]) -> str:
 
 
 def format_means(means: list[dict]) -> str:
-    """One row per point and class: means over repeats with their 95 % intervals."""
+    """One row per point and class: means over repeats with their 95 % intervals (one run:
+    attainment's from its 1-second batches, none for p50 and p99)."""
     header = (f"{'series':<24} {'qps':>7} {'tier':>4} {'slo':<8} {'n':>3} "
               f"{'slo_% [95 % CI]':>22} {'p50_ms [95 % CI]':>30} {'p99_ms [95 % CI]':>30}")
     lines = [header, "-" * len(header)]

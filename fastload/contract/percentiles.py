@@ -29,8 +29,8 @@ class Histogram(Protocol):
 @dataclass(frozen=True)
 class Spread:
     """p50, p99 and the largest of a set of delays, in ms; ``p99_floor_ms``: the least the p99
-    of what they were sampled from can be (at NOISE_SIGMAS), so that a limit is judged against
-    it and one late sample of thirty is not a late p99."""
+    of what they were sampled from can be (``p99_floor_rank``), so that a limit is judged
+    against it and one late sample of thirty is not a late p99."""
 
     p50_ms: float
     p99_ms: float
@@ -44,11 +44,17 @@ class Spread:
         n = histogram_us.get_total_count()
         if n == 0:
             return None
-        above = fewest_above(n, 99)
-        floor_us = (histogram_us.get_value_at_percentile(100 * (n - above + 1) / n)
-                    if above <= n else 0)
+        rank = p99_floor_rank(n)
+        floor_us = histogram_us.get_value_at_percentile(100 * rank / n) if rank else 0
         return cls(*(value_at(histogram_us, q) / 1000 for q in (50, 99)),
                    histogram_us.get_max_value() / 1000, n, floor_us / 1000)
+
+
+def p99_floor_rank(n: int) -> int | None:
+    """The 1-based rank, in ascending order, of the value that the p99 of what n values were
+    drawn from is surely at least (``noise.fewest_above``); None when n values cannot show it."""
+    above = fewest_above(n, 99)
+    return n - above + 1 if above <= n else None
 
 
 def value_at(histogram: Histogram, q: int) -> int:

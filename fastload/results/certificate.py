@@ -12,7 +12,8 @@ the reason given):
 - each sender event loop's lag, how late a periodic callback ran (any answer waited as long);
 - each sender process's CPU, as a share of one core.
 Also reported, never judged: how well the issue gaps fit their planned law (``arrival_fit``), a
-p-value that any real issuing thread drives to 0 on a long enough run.
+p-value that the issuing thread's own texture (gaps bunched under 0.5-1 ms) can drive low on a
+long run.
 A p99 is judged by the least it can be given how many samples it was taken from
 (``Spread.p99_floor_ms``): the watchdog samples a loop's lag ten times a second, so a short run's
 p99 is its single worst lag.

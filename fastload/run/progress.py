@@ -13,8 +13,7 @@ import threading
 import time
 from typing import Callable, Sequence, TextIO
 
-from fastload.contract.noise import fewest_above
-from fastload.contract.percentiles import nearest_rank
+from fastload.contract.percentiles import nearest_rank, p99_floor_rank
 from fastload.records.row import ANSWERED, Record
 
 TTY_PERIOD_S = 1.0
@@ -101,11 +100,11 @@ class Progress:
         """The warning when the p99 of these send lags is surely above the limit (as the
         certificate judges it: by the least that p99 can be, given how many there are)."""
         n = len(send_lags_ns)
-        above = fewest_above(n, 99)
-        if above > n:
+        rank = p99_floor_rank(n)
+        if rank is None:
             return ""
         send_lags_ns.sort()
-        if send_lags_ns[n - above] <= self._lag_limit_ms * 1e6:
+        if send_lags_ns[rank - 1] <= self._lag_limit_ms * 1e6:
             return ""
         p99_ms = send_lags_ns[nearest_rank(n, 99) - 1] / 1e6
         return f"  CLIENT BEHIND: send lag p99 {p99_ms:.1f} ms > {self._lag_limit_ms:g} ms"

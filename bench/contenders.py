@@ -2,12 +2,13 @@
 ``python -m fastload`` with its flags (``runner.py`` says what each one measures)."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness import BENCH_DIR, REPO_ROOT, loadgen_log_dir
+from harness import BENCH_DIR, METRICS_URL_ENV, REPO_ROOT, loadgen_log_dir
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Contender:
     is_client: bool = True
     # `python -m fastload` imports the package from here: another checkout gives an A/B.
     cwd: Path = REPO_ROOT
+    # It scrapes the scheduler's /metrics (issue 22): the runner serves them.
+    scrapes: bool = False
 
 
 def _script(file_name: str, *flags: str) -> Callable[[str, float, int, int, Path], list[str]]:
@@ -36,6 +39,15 @@ def _fastload(*flags: str) -> Callable[[str, float, int, int, Path], list[str]]:
     return argv
 
 
+def _fastload_scraping(interval_ms: int) -> Callable[[str, float, int, int, Path], list[str]]:
+    """fastload scraping the runner's scheduler every ``interval_ms``."""
+    def argv(target: str, qps: float, duration_ms: int, seed: int, out: Path) -> list[str]:
+        return _fastload("--server-metrics", os.environ[METRICS_URL_ENV],
+                         "--server-metrics-interval-ms", str(interval_ms))(
+            target, qps, duration_ms, seed, out)
+    return argv
+
+
 CONTENDERS = (
     Contender("spec", "the spec's client (one class, thread per query, tolist)",
               _script("client_spec.py")),
@@ -45,6 +57,10 @@ CONTENDERS = (
     # Sender processes (issue 14): how the max sustained rate scales with N on this machine.
     *(Contender(f"fastload-p{n}", f"python -m fastload --processes {n}",
                 _fastload("--processes", str(n))) for n in (2, 4, 8)),
+    # Scraping the scheduler's metrics (issue 22): at the default interval and ten times faster.
+    *(Contender(f"fastload-scrape{ms}", f"python -m fastload --server-metrics URL "
+                f"--server-metrics-interval-ms {ms}", _fastload_scraping(ms), scrapes=True)
+      for ms in (1000, 100)),
     # KServe v2 against the same reference scheduler (issue 12); tritonclient needs protobuf < 7.
     Contender("fastload-kserve", "python -m fastload --protocol kserve",
               _fastload("--protocol", "kserve")),

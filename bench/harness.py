@@ -21,6 +21,9 @@ SAMPLE_COLUMNS = ("issue_mono_ns", "send_lag_ns", "latency_ns", "status")
 # copy it so every contender gets identical LoadGen settings (it does not change the schedule).
 TARGET_LATENCY_NS = 2_000_000_000
 SCHEDULER_ARGS = ("--gpus", "64", "--service-ms", "resnet50=0", "--service-ms", "vit=0")
+# Where the runner's scheduler serves its Prometheus metrics, for contenders that scrape them
+# (the runner sets it when one is in the run, and starts the scheduler with --metrics-port).
+METRICS_URL_ENV = "FASTLOAD_BENCH_METRICS_URL"
 
 
 def client_args(description: str,

@@ -46,7 +46,7 @@ from typing import Sequence
 from fastload.scheduler.spawn import SchedulerProcess
 
 from contenders import CONTENDERS, EMPTY, Contender, baseline_contender
-from harness import BENCH_DIR, SCHEDULER_ARGS, machine
+from harness import BENCH_DIR, METRICS_URL_ENV, SCHEDULER_ARGS, machine
 from ladder_report import report
 from ladder_stats import fmt, read_samples, sample_stats, summarize_point
 
@@ -206,8 +206,13 @@ def measure(args: argparse.Namespace) -> dict:
     info = machine()
     rng = random.Random(args.seed)
     started = time.perf_counter()
+    # Served for every contender alike when one scrapes them, so that the A/B is fair.
+    scheduler_args = (*SCHEDULER_ARGS, *(("--metrics-port", "0")
+                                         if any(c.scrapes for c in args.contenders) else ()))
     with tempfile.TemporaryDirectory(prefix="fastload-bench-") as tmp, \
-            SchedulerProcess(*SCHEDULER_ARGS) as scheduler:
+            SchedulerProcess(*scheduler_args) as scheduler:
+        if scheduler.metrics_url is not None:
+            os.environ[METRICS_URL_ENV] = scheduler.metrics_url
         work_dir = args.keep_runs or Path(tmp)
         work_dir.mkdir(parents=True, exist_ok=True)
         target, server_pid = scheduler.address, scheduler.pid
@@ -228,7 +233,7 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "machine": info, "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "rates": args.rates, "repeats": args.repeats, "duration_ms": args.duration_ms,
-        "seed": args.seed, "scheduler_args": SCHEDULER_ARGS,
+        "seed": args.seed, "scheduler_args": scheduler_args,
         "elapsed_s": time.perf_counter() - started, "scheduler_stats": scheduler_stats,
         "contenders": {c.name: c.description for c in args.contenders},
         "startup_cpu_s": startup_cpu_s, "points": points, "runs": runs,

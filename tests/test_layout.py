@@ -20,11 +20,13 @@ ALLOWED = {
     "records": {"contract"},
     "targets": {"contract", "records"},
     "send": {"contract", "arrivals", "records", "targets"},
-    "results": {"contract", "records"},
+    "scrape": {"contract"},
+    "results": {"contract", "records", "scrape"},
     "scheduler": {"contract"},
-    "run": {"contract", "arrivals", "records", "targets", "send", "results", "scheduler"},
-    "commands": {"contract", "arrivals", "records", "targets", "send", "results", "scheduler",
-                 "run"},
+    "run": {"contract", "arrivals", "records", "targets", "send", "scrape", "results",
+            "scheduler"},
+    "commands": {"contract", "arrivals", "records", "targets", "send", "scrape", "results",
+                 "scheduler", "run"},
 }
 # The entry points `python -m` runs: each imports its command and nothing else of fastload.
 ENTRY_POINTS = {"__main__": "commands.run", "sweep": "commands.sweep",

@@ -21,9 +21,11 @@ from scipy import stats
 from test_shapes import issue_offsets_s
 
 from fastload.arrivals.timer import gamma_offsets_s
+from fastload.contract.config import server_metrics_path
 from fastload.contract.rates import RateSchedule
 from fastload.contract.workload import builtin_workload
 from fastload.records.row import CSV_COLUMNS
+from fastload.scrape.series_file import read_series
 
 from test_faults import start_fastload
 from test_generator import check_summary_against_rows, chi2_pvalue, read_rows, run_fastload
@@ -73,7 +75,8 @@ def ray_address():
 
 @pytest.fixture
 def scheduler(start_scheduler):
-    return start_scheduler("--gpus", "64", "--service-ms", "resnet50=1", "--service-ms", "vit=1")
+    return start_scheduler("--gpus", "64", "--service-ms", "resnet50=1", "--service-ms", "vit=1",
+                           "--metrics-port", "0")
 
 
 def by_shard(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
@@ -96,7 +99,8 @@ def test_shards_merge_into_one_poisson_stream(tmp_path, ray_address, scheduler):
     proc, csv_path = run_fastload(tmp_path, "--ray", ray_address, "--shards", "2",
                                   "--scheduler-url", scheduler.address, "--total-qps", str(qps),
                                   "--duration-ms", str(duration_s * 1000), "--seed", str(seed),
-                                  "--workload", "urgent_heavy")
+                                  "--workload", "urgent_heavy",
+                                  "--server-metrics", scheduler.metrics_url)
     assert proc.returncode == 0, proc.stderr
     with open(csv_path, newline="") as f:
         assert tuple(next(iter(f)).strip().split(",")) == (*CSV_COLUMNS, "shard")
@@ -107,6 +111,11 @@ def test_shards_merge_into_one_poisson_stream(tmp_path, ray_address, scheduler):
     assert set(shards) == {"0", "1"}
     assert server_received(scheduler) == len(rows)
     assert {r["status"] for r in rows} == {"OK"}
+    # The driver scraped the server for all shards, up to after the last answer.
+    answered = [s for s in read_series(server_metrics_path(csv_path),
+                                       {"fastload_scheduler_requests_total"})
+                if s.labels["outcome"] == "answered"]
+    assert sum(s.values[-1] for s in answered) == len(rows)
 
     # The summary is the merged rows' (percentiles, attainment, per-class rates).
     summary = json.loads(csv_path.with_suffix(".json").read_text())

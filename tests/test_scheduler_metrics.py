@@ -43,6 +43,13 @@ def test_the_scheduler_counts_what_fastload_recorded(tmp_path: Path, start_sched
                                 "--service-ms", f"resnet50={SERVICE_S * 1000:g}",
                                 "--metrics-port", "0")
     (tmp_path / "w.toml").write_text(WORKLOAD)
+    # Before any request, every series of the spec's tiers, the models and the GPU is there, at 0.
+    idle = scrape(scheduler.metrics_url)
+    assert by(idle["fastload_scheduler_requests_total"], "tier", "outcome") == {
+        (tier, outcome): 0 for tier in "123" for outcome in ("answered", "expired", "cancelled")}
+    assert set(by(idle["fastload_scheduler_queue_length"], "tier", "model")) == {
+        (tier, model) for tier in "123" for model in ("resnet50", "vit")}
+    assert by(idle["fastload_scheduler_in_service"], "gpu") == {("0",): 0}
     proc, csv_path = run_fastload(tmp_path, "--scheduler-url", scheduler.address,
                                   "--workload-file", str(tmp_path / "w.toml"),
                                   "--total-qps", "300", "--duration-ms", "3000", "--seed", "3")
@@ -61,9 +68,9 @@ def test_the_scheduler_counts_what_fastload_recorded(tmp_path: Path, start_sched
     busy = by(samples["fastload_scheduler_gpu_busy_seconds_total"], "gpu")[("0",)]
     assert busy == pytest.approx(answered * SERVICE_S)
     served = by(samples["fastload_scheduler_service_seconds_count"], "model")
-    assert served == {("resnet50",): answered}
+    assert served == {("resnet50",): answered, ("vit",): 0}
     waits = by(samples["fastload_scheduler_queue_wait_seconds_count"], "tier")
-    assert {tier: int(n) for (tier,), n in waits.items()} == {
+    assert {tier: int(n) for (tier,), n in waits.items() if n} == {
         tier: n for (tier, outcome), n in recorded.items() if outcome == "answered"}
 
 

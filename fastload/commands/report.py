@@ -19,6 +19,7 @@ from typing import Sequence
 from fastload.commands.argparsing import OneLineParser
 from fastload.results.page import write_report
 from fastload.results.runs import ReportError, load_runs
+from fastload.results.server_panels import chosen_panels
 
 PROG = "python -m fastload.report"
 
@@ -32,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", action="append", default=[],
                         help="series name of each CSV, in order (default: its file name)")
     parser.add_argument("--title", default="fastload report")
+    parser.add_argument("--server-series", metavar="NAME[,NAME...]",
+                        help="the server metrics drawn under attainment and p99 over time, "
+                             "from each run's .server-metrics.csv, one line per label set "
+                             "(default: the reference scheduler's queue per tier and GPU busy "
+                             "fraction; Triton's queue time, pending requests and GPU "
+                             "utilization)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("matplotlib") is None:
         print(f"{PROG}: error: matplotlib is needed: pip install 'fastload[report]'",
@@ -42,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ReportError, json.JSONDecodeError, KeyError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    for path in write_report(runs, args.output, args.title):
+    names = ([name.strip() for name in args.server_series.split(",") if name.strip()]
+             if args.server_series is not None else None)
+    for path in write_report(runs, args.output, args.title, chosen_panels(names)):
         print(path)
     return 0
 

@@ -8,6 +8,7 @@ import math
 import random
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,7 @@ from fastload.contract.config import (
     DEFAULT_EMBEDDED_GPUS,
     DEFAULT_EMBEDDED_POLICY,
     DEFAULT_PRIORITIES,
+    DEFAULT_SCRAPE_INTERVAL_MS,
     KServeOptions,
     RunConfig,
     ServerModel,
@@ -46,6 +48,7 @@ DEFAULT_TOTAL_QPS = 30.0
 DEFAULT_DURATION_MS = 60000
 MAX_PROCESSES = 256
 MAX_SHARDS = 1024
+MIN_SCRAPE_INTERVAL_MS = 10
 _METADATA_KEY = re.compile(r"^[a-z0-9_.-]+$")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -161,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--rate-sigmas", type=float, metavar="K", default=DEFAULT_RATE_SIGMAS,
                         help="how far the issued counts may stray from the plan, in standard "
                              "deviations of Poisson count noise (default %(default)g)")
+    server = p.add_argument_group("the server's side: its Prometheus metrics, scraped from a "
+                                  "process of fastload's own, beside the CSV")
+    server.add_argument("--server-metrics", action="append", default=[], metavar="URL",
+                        help="scrape this Prometheus endpoint (http://host:port/metrics) from "
+                             "just before GO to just after the drain into <csv stem>"
+                             ".server-metrics.csv; repeatable; --embedded scrapes its "
+                             "scheduler without it")
+    server.add_argument("--server-metrics-interval-ms", type=int, metavar="MS",
+                        default=DEFAULT_SCRAPE_INTERVAL_MS,
+                        help="time between scrapes (default %(default)s)")
     ray = p.add_argument_group("several machines (needs Ray: pip install 'fastload[ray]')")
     ray.add_argument("--ray", metavar="ADDRESS",
                      help="run as --shards shards on a Ray cluster, merged into one CSV and "
@@ -191,6 +204,11 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
         _require_positive(flag, value)
     if not args.embedded:
         _check_url(args.scheduler_url)
+    for url in args.server_metrics:
+        _check_metrics_url(url)
+    _require(args.server_metrics_interval_ms >= MIN_SCRAPE_INTERVAL_MS,
+             f"--server-metrics-interval-ms must be >= {MIN_SCRAPE_INTERVAL_MS}, got "
+             f"{args.server_metrics_interval_ms}")
     workload: Workload = (load_workload_file(args.workload_file) if args.workload_file
                           else builtin_workload(args.workload))
     schedule, trace = _arrival_shape(args, workload)
@@ -234,6 +252,8 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
         ray_address=args.ray, shards=args.shards,
         load_limits=LoadLimits(args.max_lag_ms, args.max_sender_busy / 100, args.rate_sigmas),
         priority_signal=PrioritySignal.of(args.priority_signal, workload),
+        server_metrics=tuple(dict.fromkeys(args.server_metrics)),
+        server_metrics_interval_ms=args.server_metrics_interval_ms,
     )
 
 
@@ -379,6 +399,13 @@ def _check_url(url: str) -> None:
     match = _HOST_PORT.match(url)
     _require(match is not None and 0 < int(match.group(2)) < 65536,
              f"--scheduler-url must be host:port (e.g. localhost:50051) or unix:PATH, got {url!r}")
+
+
+def _check_metrics_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    _require(parts.scheme in ("http", "https") and bool(parts.hostname),
+             f"--server-metrics must be an http:// or https:// URL, e.g. "
+             f"http://localhost:8002/metrics, got {url!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,15 @@ DEFAULT_EMBEDDED_POLICY = "priority"
 DEFAULT_EMBEDDED_GPUS = 4
 # KServe `priority` per tier (Triton: 1 highest, 0 the model's default).
 DEFAULT_PRIORITIES = {1: 1, 2: 2, 3: 3}
+# Scrape the server's metrics once a second: Prometheus's own default is 15 s, too coarse for a
+# 5-second spike; AIPerf scrapes every 333 ms.
+DEFAULT_SCRAPE_INTERVAL_MS = 1000
+SERVER_METRICS_SUFFIX = ".server-metrics.csv"
+
+
+def server_metrics_path(metrics_csv: Path) -> Path:
+    """Where a run's scraped server metrics go: beside its CSV, ``<stem>.server-metrics.csv``."""
+    return metrics_csv.with_name(metrics_csv.stem + SERVER_METRICS_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -91,10 +100,22 @@ class RunConfig:
     shards: int | None = None  # --shards; None: one per Ray node
     # --priority-signal: the tier each request carries to the server (contract.signals)
     priority_signal: PrioritySignal = PrioritySignal()
+    # --server-metrics: Prometheus endpoints scraped during the run (--embedded adds its own)
+    server_metrics: tuple[str, ...] = ()
+    server_metrics_interval_ms: int = DEFAULT_SCRAPE_INTERVAL_MS
 
     @property
     def summary_json(self) -> Path:
         return self.metrics_csv.with_suffix(".json")
+
+    @property
+    def scrapes(self) -> bool:
+        """Whether the run scrapes a server's metrics (--embedded scrapes its own)."""
+        return bool(self.server_metrics) or self.embedded
+
+    @property
+    def server_metrics_csv(self) -> Path:
+        return server_metrics_path(self.metrics_csv)
 
     @property
     def _arrivals(self) -> RateSchedule | TimedArrivals:

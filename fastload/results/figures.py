@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from fastload.results.intervals import (
     point_interval,
 )
 from fastload.results.runs import Run, at_highest_load, nearest_rank_ms, pct, slo_order
+from fastload.results.server_panels import DEFAULT_PANELS, Line, Panel, panel_lines
+from fastload.scrape.series_file import read_series
 
 TIME_BIN_S = 1.0
 
@@ -179,15 +183,22 @@ def plot_latency_cdfs(runs: list[Run], path: Path) -> bool:
     return True
 
 
-def plot_over_time(runs: list[Run], path: Path) -> bool:
+def plot_over_time(runs: list[Run], path: Path,
+                   panels: Sequence[Panel] = DEFAULT_PANELS) -> bool:
+    """p99 and attainment per tier over time, and under them the server's series of
+    ``panels`` that any run scraped, on one time axis: seconds since the run's GO."""
     import matplotlib.pyplot as plt
 
     peaks = at_highest_load(runs)
+    server = [server_lines(run, panels) for run in peaks]
+    shown = [panel for panel in panels if any(lines.get(panel) for lines in server)]
     # At least 11 inches wide: one series alone would fill a third of a page, its title cut.
-    fig, axes = plt.subplots(2, len(peaks), figsize=(max(11.0, 5.5 * len(peaks)), 6.4),
+    fig, axes = plt.subplots(2 + len(shown), len(peaks),
+                             figsize=(max(11.0, 5.5 * len(peaks)), 6.4 + 2.4 * len(shown)),
                              squeeze=False, sharex="col")
     for column, run in enumerate(peaks):
-        t_s = (run.issue_mono_ns - run.issue_mono_ns.min()) / 1e9
+        origin_ns = run.start_mono_ns or run.issue_mono_ns.min()
+        t_s = np.maximum((run.issue_mono_ns - origin_ns) / 1e9, 0.0)
         bins = np.floor(t_s / TIME_BIN_S).astype(int)
         centers = (np.arange(bins.max() + 1) + 0.5) * TIME_BIN_S
         p99 = [nearest_rank_ms(np.sort(run.latency_ns[(bins == b) & run.answered]), 99)
@@ -202,14 +213,36 @@ def plot_over_time(runs: list[Run], path: Path) -> bool:
                       for b in range(len(centers))]
             attainment_ax.plot(centers, [math.nan if v is None else v for v in values],
                                label=f"tier {tier}")
-        attainment_ax.set(xlabel="seconds since the first issue", ylabel="SLO attainment %",
-                          ylim=(-2, 102))
+        attainment_ax.set(ylabel="SLO attainment %", ylim=(-2, 102))
         attainment_ax.legend(fontsize="small")
-        for ax in (latency_ax, attainment_ax):
+        for row, panel in enumerate(shown, 2):
+            _draw_server(axes[row][column], panel, server[column].get(panel, []))
+        axes[-1][column].set(xlabel="seconds since GO" if run.start_mono_ns
+                             else "seconds since the first issue")
+        for ax in axes[:, column]:
             ax.grid(alpha=0.3)
-    _save(fig, "Latency and SLO attainment over time (each series at its highest offered load)",
-          path)
+    _save(fig, "Latency and SLO attainment over time, the server's metrics under them (each "
+               "series at its highest offered load)", path)
     return True
+
+
+def server_lines(run: Run, panels: Sequence[Panel]) -> dict[Panel, list[Line]]:
+    """Each panel's lines from the run's server metrics (none: it scraped none)."""
+    if run.server_csv is None:
+        return {}
+    series = read_series(run.server_csv, {name for panel in panels for name in panel.names})
+    return {panel: panel_lines(panel, series) for panel in panels}
+
+
+def _draw_server(ax, panel: Panel, lines: list[Line]) -> None:
+    for line in lines:
+        ax.plot(line.times_s, line.values, label=line.label)
+    ax.set_ylabel(panel.title, fontsize="small")
+    if lines:
+        ax.legend(fontsize="x-small", ncol=max(1, len(lines) // 6))
+    else:
+        ax.text(0.5, 0.5, f"{panel.metric}: not scraped", transform=ax.transAxes,
+                ha="center", color="grey")
 
 
 def _limited(run: Run) -> str:
@@ -217,8 +250,11 @@ def _limited(run: Run) -> str:
     return "" if run.counted else " (client-limited)"
 
 
-# Each figure's file name, its heading on the page, and its plot (False: nothing to draw).
-FIGURES = (("attainment", "SLO attainment against offered load", plot_attainment_vs_load),
-           ("priority_effect", "What priority buys: as-is − equal", plot_priority_effect),
-           ("latency_cdf", "Latency CDF per class", plot_latency_cdfs),
-           ("over_time", "Latency and attainment over time", plot_over_time))
+def report_figures(panels: Sequence[Panel] = DEFAULT_PANELS) -> tuple:
+    """Each figure's file name, its heading on the page, and its plot (False: nothing to
+    draw); ``panels``: the server's series drawn over time."""
+    return (("attainment", "SLO attainment against offered load", plot_attainment_vs_load),
+            ("priority_effect", "What priority buys: as-is − equal", plot_priority_effect),
+            ("latency_cdf", "Latency CDF per class", plot_latency_cdfs),
+            ("over_time", "Latency, attainment and the server's metrics over time",
+             partial(plot_over_time, panels=panels)))

@@ -9,8 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from fastload.results.figures import FIGURES, attainment_band, grouped
+from fastload.results.figures import attainment_band, grouped, report_figures
 from fastload.results.runs import Run
+from fastload.results.server_panels import DEFAULT_PANELS, Panel
 
 
 def _cell(value: float | int | str | None, digits: int = 2) -> str:
@@ -95,14 +96,16 @@ def _certificate_cells(load: dict | None) -> tuple:
             (load.get("issue_fit") or {}).get("p_value"), load["lag_limit_ms"], load["cores"])
 
 
-def write_report(runs: list[Run], output: Path, title: str) -> list[Path]:
-    """The HTML, its PNGs and JSON beside it; returns the files written."""
+def write_report(runs: list[Run], output: Path, title: str,
+                 panels: Sequence[Panel] = DEFAULT_PANELS) -> list[Path]:
+    """The HTML, its PNGs and JSON beside it (``panels``: the server's series drawn over
+    time); returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
     output.parent.mkdir(parents=True, exist_ok=True)
     written, figures = [], []
-    for name, heading, plot in FIGURES:
+    for name, heading, plot in report_figures(panels):
         png = output.with_name(f"{output.stem}_{name}.png")
         if not plot(runs, png):
             continue

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fastload.contract.config import server_metrics_path
 from fastload.contract.percentiles import nearest_rank
 from fastload.records.reader import CsvFormatError, read_columns
 from fastload.records.row import ANSWERED
@@ -63,6 +64,10 @@ class Run:
     signal: str | None = None
     seed: int | None = None
     base_series: str = ""
+    # The run's GO (monotonic ns; None without a summary JSON), the origin of its server
+    # metrics' clock, and their file beside the CSV (None: it scraped none).
+    start_mono_ns: int | None = None
+    server_csv: Path | None = None
 
     @property
     def counted(self) -> bool:
@@ -99,6 +104,9 @@ def read_run(path: Path, series: str, offered_qps: float | None = None,
     run.load, run.signal, run.seed = (summary.get("load"), summary.get("priority_signal"),
                                       summary.get("seed"))
     run.base_series = base_series or series
+    run.start_mono_ns = summary.get("start_mono_ns")
+    server_csv = server_metrics_path(path)
+    run.server_csv = server_csv if server_csv.exists() and run.start_mono_ns else None
     return run
 
 

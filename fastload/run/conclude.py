@@ -20,9 +20,11 @@ from fastload.contract.exits import (
 from fastload.contract.signals import AS_IS
 from fastload.contract.verdicts import LoadGenVerdict
 from fastload.results.certificate import LoadCertificate, what_to_do
+from fastload.results.server_series import Scraped
 from fastload.results.stats import RunStats
 from fastload.results.summary import format_summary, summarize, write_json
 from fastload.results.thresholds import report_held
+from fastload.scrape.scraper import ServerScraper
 
 
 @dataclass(frozen=True)
@@ -49,20 +51,28 @@ def run_stats(config: RunConfig, plans: Sequence[Plan]) -> RunStats:
     return RunStats(tuple(c for plan in plans for c in plan.classes), len(config.phases))
 
 
+def stop_scraping(scraper: ServerScraper | None) -> Scraped | None:
+    """A last scrape (after the drain: every answer is in), then what was scraped; None when
+    the run scraped nothing."""
+    return Scraped(scraper.path, scraper.stop()) if scraper is not None else None
+
+
 def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdict],
              start_mono_ns: int, signum: int | None, failures: Sequence[Failure],
              load: LoadCertificate, notes: Sequence[str] = (),
-             extra_json: Mapping[str, Any] | None = None) -> int:
-    """Write the summary JSON, print the load certificate, the table, ``notes`` and the
-    conditions that held; return the exit code: a signal's, else the first of ``failures``
-    (ranked by the caller), else 8 if the client was the bottleneck, else 6 if a --fail-if
-    held, else 1 if requests failed, else 0."""
+             extra_json: Mapping[str, Any] | None = None, scraped: Scraped | None = None) -> int:
+    """Write the summary JSON, print the load certificate, the table, ``notes``, how the
+    server's metrics were scraped and the conditions that held; return the exit code: a
+    signal's, else the first of ``failures`` (ranked by the caller), else 8 if the client was
+    the bottleneck, else 6 if a --fail-if held, else 1 if requests failed, else 0. Failed
+    scrapes are reported, never an exit code: they say nothing of the load."""
     summary = summarize(stats, config.total_qps, config.workload.name, config.seed, verdicts,
                         signum is not None, config.phases, start_mono_ns, load,
                         config.priority_signal.kind)
-    write_json(summary, config.summary_json, extra_json)
+    server = {"server_metrics": scraped.summary()} if scraped is not None else {}
+    write_json(summary, config.summary_json, {**(extra_json or {}), **server})
     print(format_summary(summary), flush=True)
-    for note in notes:
+    for note in [*notes, *(scraped.lines() if scraped is not None else [])]:
         print(note, flush=True)
     held = report_held(config.thresholds, summary)
     if signum is not None:

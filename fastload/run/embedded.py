@@ -8,9 +8,11 @@ from fastload.scheduler.spawn import SchedulerProcess
 
 
 def embedded_scheduler(config: RunConfig, host: str = "127.0.0.1") -> SchedulerProcess:
-    """The reference scheduler --embedded starts, bound to ``host``, said on stdout."""
+    """The reference scheduler --embedded starts, bound to ``host``, said on stdout; it serves
+    its Prometheus metrics on a free port, for the run to scrape."""
     policy = ("--policy", config.embedded_policy, "--gpus", str(config.embedded_gpus))
-    scheduler = SchedulerProcess(*policy, *_input_shapes(config.workload), host=host)
+    scheduler = SchedulerProcess(*policy, *_input_shapes(config.workload), "--metrics-port", "0",
+                                 host=host)
     print(f"fastload: embedded reference scheduler on {scheduler.address} "
           f"({' '.join(policy)})", flush=True)
     return scheduler

@@ -21,10 +21,11 @@ from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.records.recorder import Recorder
 from fastload.results.arrival_fit import gap_fit
 from fastload.results.certificate import certify
-from fastload.run.conclude import Failure, conclude, opening_line, run_stats
+from fastload.run.conclude import Failure, conclude, opening_line, run_stats, stop_scraping
 from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
 from fastload.run.progress import Progress
+from fastload.scrape.scraper import start_scraping
 from fastload.send.base import Sender
 from fastload.send.channel import check_reachable, open_channel
 from fastload.send.dispatch import Dispatcher
@@ -49,7 +50,8 @@ def run_local(config: RunConfig,
     the run as that signal number would (off the main thread no signal handlers are set)."""
     keep_freed_buffers()
     plans, entry = arrival_plans(config)
-    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir)
+    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir,
+                                 config.server_metrics_csv if config.scrapes else None)
     stop = threading.Event()
     stop_signals: list[int] = []
 
@@ -73,6 +75,10 @@ def run_local(config: RunConfig,
                     check_reachable(channel, address, config.tls is not None)
                     target = make_target(config)
                     target.prepare(channel, config.metadata)
+                scraper = start_scraping(config, scheduler.metrics_url if config.embedded
+                                         else None)
+                if scraper is not None:
+                    stack.callback(scraper.close)
             except BaseException:
                 outputs.discard()
                 raise
@@ -93,6 +99,8 @@ def run_local(config: RunConfig,
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
             arrivals.go(start_mono_ns)
+            if scraper is not None:
+                scraper.go(start_mono_ns)
             stats.fit = gap_fit(config, start_mono_ns)
             for plan, offsets_s in zip(plans, planned_s):
                 if offsets_s is not None:  # as the timer turns them into times
@@ -121,6 +129,8 @@ def run_local(config: RunConfig,
                 arrivals.close()
                 recorder.finish()
                 progress.stop()
+            # After the drain, before the embedded scheduler stops: its last counts.
+            scraped = stop_scraping(scraper)
             if config.embedded:
                 notes.append(f"reference scheduler: "
                              f"{scheduler.stop(signal.SIGINT).stdout.strip()}")
@@ -135,7 +145,7 @@ def run_local(config: RunConfig,
     load = certify(config, stats, start_mono_ns, processes, planned_s, signum is not None)
     return conclude(config, stats, [v for v in verdicts if v is not None], start_mono_ns, signum,
                     _failures(config, sender, issuers, recorder, signum is not None), load,
-                    notes)
+                    notes, scraped=scraped)
 
 
 def _failures(config: RunConfig, sender: Sender, issuers: Sequence[Issuer], recorder: Recorder,

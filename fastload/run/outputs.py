@@ -26,12 +26,16 @@ class RunOutputs:
     created: list[Path] = field(default_factory=list)
 
     @classmethod
-    def prepare(cls, metrics_csv: Path, summary_json: Path, loadgen_dir: Path) -> RunOutputs:
-        """Create every folder and file the run writes, without touching existing contents."""
+    def prepare(cls, metrics_csv: Path, summary_json: Path, loadgen_dir: Path,
+                server_metrics_csv: Path | None = None) -> RunOutputs:
+        """Create every folder and file the run writes, without touching existing contents
+        (``server_metrics_csv``: when the run scrapes a server's metrics)."""
         outputs = cls(metrics_csv, summary_json, loadgen_dir)
         try:
             outputs._make_file(metrics_csv, "--metrics-csv")
             outputs._make_file(summary_json, "--metrics-csv (its .json summary)")
+            if server_metrics_csv is not None:
+                outputs._make_file(server_metrics_csv, "--metrics-csv (its server metrics)")
             outputs._make_dir(loadgen_dir, "--output-dir")
             try:
                 tempfile.TemporaryFile(dir=loadgen_dir).close()

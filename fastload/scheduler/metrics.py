@@ -15,19 +15,32 @@ of its own, in a registry of this scheduler's alone.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from typing import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 PREFIX = "fastload_scheduler"
 # Queue waits from 1 ms to beyond the loosest SLO (2 s); services from 0.5 ms to 0.5 s.
 WAIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 SERVICE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 ANSWERED, EXPIRED, REJECTED, CANCELLED = "answered", "expired", "rejected", "cancelled"
+TIERS = ("1", "2", "3")  # the spec's; a request of another tier adds its series when it comes
 
 
 class SchedulerMetrics:
     """The counters, gauges and histograms of one scheduler, and their HTTP endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, gpus: int = 0, models: Iterable[str] = ()) -> None:
+        """Every series of these GPUs, models and the spec's tiers exists from the start, at 0,
+        so that a scrape before the first request already holds them."""
+        disable_created_metrics()  # a _created sample beside every series tells a scrape nothing
         self.registry = CollectorRegistry()
         self.queue_length = Gauge(f"{PREFIX}_queue_length", "Requests waiting for a GPU",
                                   ("tier", "model"), registry=self.registry)
@@ -42,6 +55,18 @@ class SchedulerMetrics:
                                     buckets=WAIT_BUCKETS_S, registry=self.registry)
         self.service = Histogram(f"{PREFIX}_service_seconds", "Time on a simulated GPU",
                                  ("model",), buckets=SERVICE_BUCKETS_S, registry=self.registry)
+        models = tuple(models)
+        for gpu in range(gpus):
+            self.in_service.labels(gpu).set(0)
+            self.busy.labels(gpu)
+        for tier in TIERS:
+            self.queue_wait.labels(tier)
+            for model in models:
+                self.queue_length.labels(tier, model)
+            for outcome in (ANSWERED, EXPIRED, CANCELLED):
+                self.requests.labels(tier, outcome)
+        for model in models:
+            self.service.labels(model)
 
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` on host:port from a daemon thread; returns the port bound."""

@@ -224,7 +224,8 @@ async def _stop_when_orphaned(stop: asyncio.Event, parent_pid: int) -> None:
 
 async def serve(config: Config) -> Stats:
     """Serve until SIGINT/SIGTERM; print `listening on HOST:PORT` once bound, return the counts."""
-    metrics = SchedulerMetrics() if config.metrics_port is not None else None
+    metrics = (SchedulerMetrics(config.gpus, config.service_s)
+               if config.metrics_port is not None else None)
     scheduler = Scheduler(config, metrics)
     server = grpc.aio.server(
         options=[

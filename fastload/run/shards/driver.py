@@ -34,13 +34,14 @@ from fastload.contract.exits import (
 from fastload.contract.verdicts import LoadGenVerdict
 from fastload.results.arrival_fit import gap_fit
 from fastload.results.certificate import CLIENT_LIMITED, certify
-from fastload.run.conclude import Failure, conclude, opening_line, run_stats
+from fastload.run.conclude import Failure, conclude, opening_line, run_stats, stop_scraping
 from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
 from fastload.run.shards.actor import Placement, ShardActor, ShardResult
 from fastload.run.shards.clock import ClockOffset, measure_offset, read_clocks
 from fastload.run.shards.merge import ShardMerge
 from fastload.run.shards.partition import shard_configs
+from fastload.scrape.scraper import start_scraping
 from fastload.send.channel import REACH_TIMEOUT_S
 
 # How often the driver reads every shard's new rows.
@@ -164,7 +165,8 @@ class StopSignals:
 def run_sharded(config: RunConfig) -> int:
     """The sharded run; returns its exit code. Raises as run_local does before traffic (a
     shard's error named by shard), and TargetUnavailable when Ray cannot be reached."""
-    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir)
+    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir,
+                                 config.server_metrics_csv if config.scrapes else None)
     try:
         _connect(config.ray_address)
     except BaseException:
@@ -211,6 +213,10 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
                         else ray.util.get_node_ip_address())
                 scheduler = stack.enter_context(embedded_scheduler(config, host=host))
                 address = scheduler.address
+            # The driver scrapes the server for all shards, on its own clock.
+            scraper = start_scraping(config, scheduler.metrics_url if config.embedded else None)
+            if scraper is not None:
+                stack.callback(scraper.close)
             runs = shard_configs(config, count, address)
             split = ("" if count == 1 else
                      f"s, each its own LoadGen at 1/{count} of the rate" if uses_loadgen(entry)
@@ -231,9 +237,12 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
         stats.fit = gap_fit(config, go_mono_ns + GO_MARGIN_NS)
         for shard in shards:
             shard.actor.go.remote(go_wall_ns + GO_MARGIN_NS + shard.clock.wall_ns)
+        if scraper is not None:
+            scraper.go(go_mono_ns + GO_MARGIN_NS)
         merge = ShardMerge(outputs.open_csv(), stats, config.workload.classes, count)
         _stream(shards, merge, stop, config.timeout_ms / 1000 + STOP_MARGIN_S)
         merge.close()
+        scraped = stop_scraping(scraper)
         for shard in shards:
             ended = (f"died: {shard.died}" if shard.died is not None
                      else f"exit {shard.result.exit_code}")
@@ -250,7 +259,7 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
                     if (reason := shard.client_limited()) is not None])
     return conclude(config, stats, verdicts, go_mono_ns + GO_MARGIN_NS, stop.signum,
                     _failures(shards, merge, config), load, notes,
-                    {"shards": [shard.report() for shard in shards]})
+                    {"shards": [shard.report() for shard in shards]}, scraped)
 
 
 def _place(runs: list[RunConfig], stop: StopSignals) -> list[Shard]:

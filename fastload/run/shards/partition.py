@@ -52,6 +52,7 @@ def shard_configs(config: RunConfig, count: int, address: str) -> list[RunConfig
                 min_query_count=math.ceil(config.min_query_count / count),
                 output_dir=output_dir / f"shard{k}",
                 metrics_csv=output_dir / f"shard{k}" / SHARD_CSV,
-                progress=False, thresholds=(), ray_address=None, shards=None)
+                progress=False, thresholds=(), ray_address=None, shards=None,
+                server_metrics=())
         for k, part in enumerate(parts)
     ]

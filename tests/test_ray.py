@@ -169,7 +169,11 @@ def test_gamma_shards_replay_one_central_plan(tmp_path, ray_address, scheduler):
     proc, csv_path = run_fastload(tmp_path, "--ray", ray_address, "--shards", "2",
                                   "--scheduler-url", scheduler.address, "--total-qps", str(qps),
                                   "--duration-ms", "3000", "--burstiness", str(shape),
-                                  "--seed", str(seed))
+                                  "--seed", str(seed),
+                                  # What is tested is the plan, not this machine's speed: CV-2
+                                  # bursts on 2 cores shared with Ray, two shards and the
+                                  # scheduler once put send lag p99 at 17.8 ms (exit 8).
+                                  "--max-lag-ms", "100")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(csv_path.with_suffix(".json").read_text())
     planned = gamma_offsets_s(RateSchedule.constant(qps, 3000), shape, seed)

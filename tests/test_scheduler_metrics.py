@@ -5,12 +5,15 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from fastload.scheduler.metrics import BusySeconds
 
 from test_generator import read_rows, run_fastload
 
@@ -85,3 +88,22 @@ def test_a_taken_metrics_port_is_one_line_and_exit_1() -> None:
     assert proc.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_busy_seconds_count_a_service_in_progress_up_to_the_scrape():
+    """A GPU's busy seconds grow while it serves, never faster than time passes, and a
+    finished service counts its simulated length exactly."""
+    busy = BusySeconds(2)
+
+    def values() -> dict[str, float]:
+        (family,) = busy.collect()
+        return {sample.labels["gpu"]: sample.value for sample in family.samples}
+
+    started = time.monotonic()
+    busy.start(0, 1000.0)
+    first = values()
+    second = values()
+    assert 0 <= first["0"] <= second["0"] <= time.monotonic() - started
+    assert first["1"] == second["1"] == 0
+    busy.end(0)
+    assert values() == {"0": 1000.0, "1": 0.0}

@@ -205,11 +205,10 @@ class Scheduler:
             if metrics is not None:
                 metrics.queue_wait.labels(job.tier).observe(
                     (time.monotonic_ns() - job.queued_ns) / 1e9)
-                metrics.in_service.labels(gpu).set(1)
+                metrics.start_service(gpu, job.service_s)
             await asyncio.sleep(job.service_s)
             if metrics is not None:
-                metrics.in_service.labels(gpu).set(0)
-                metrics.busy.labels(gpu).inc(job.service_s)
+                metrics.end_service(gpu)
                 metrics.service.labels(job.model).observe(job.service_s)
             if not job.outcome.done():
                 job.outcome.set_result(True)

@@ -2,11 +2,16 @@
 
     python bench/report_scale.py --rows 1000000 --rows 10000000
 
+    python bench/report_scale.py --rows 1000000 --baseline /tmp/old/.venv/bin/python
+
 For each size it writes a fastload CSV of that many rows (the balanced mix at 1,000 QPS; lognormal
 latencies around 10 ms with a tail past the urgent SLO; 1 % errors), a chunk at a time so that
 writing it costs little memory, then runs the report on it in a child that prints its own peak
-RSS, and times it. The CSVs go to a temporary folder (``--keep DIR`` keeps them; they are never
-committed: 140 MB per million rows). Writes ``results/issue23/report_scale.json``.
+RSS, and times it; ``--baseline PYTHON`` runs the report of another checkout's venv too (its
+editable install), for a ratio measured in one run. Then it reads the report's columns alone
+with each reader (fastload's, DuckDB's when installed), each in a child of its own. The CSVs go
+to a temporary folder (``--keep DIR`` keeps them; they are never committed: 140 MB per million
+rows). Writes ``results/issue23/report_scale.json``.
 """
 from __future__ import annotations
 
@@ -27,15 +32,24 @@ from harness import BENCH_DIR, REPO_ROOT, machine
 
 QPS = 1000.0
 CHUNK_ROWS = 200_000
-# Runs the report and prints its own peak RSS (KiB) on stderr's last line, whatever its exit.
-REPORT_WITH_PEAK = (
-    "import resource, runpy, sys\n"
-    "sys.argv = ['fastload.report', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('fastload.report', run_name='__main__')\n"
-    "finally:\n"
-    "    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-    " file=sys.stderr)\n")
+# Runs the code given, then prints the child's own peak RSS (KiB) on stderr, whatever its exit.
+WITH_PEAK = ("import resource, sys\n"
+             "try:\n"
+             "    {code}\n"
+             "finally:\n"
+             "    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+             " file=sys.stderr)\n")
+REPORT = ("import runpy; sys.argv = ['fastload.report', *sys.argv[1:]]; "
+          "runpy.run_module('fastload.report', run_name='__main__')")
+# The report's columns (results.runs.RUN_COLUMNS), read alone by each reader.
+READERS = {
+    "fastload": "from pathlib import Path; from fastload.records.reader import read_columns; "
+                "from fastload.results.runs import RUN_COLUMNS; "
+                "read_columns(Path(sys.argv[1]), RUN_COLUMNS)",
+    "duckdb": "import duckdb; from fastload.results.runs import RUN_COLUMNS; "
+              "duckdb.sql(f\"SELECT {', '.join(RUN_COLUMNS)} FROM read_csv('{sys.argv[1]}')\")"
+              ".fetchnumpy()",
+}
 
 
 def write_run(path: Path, rows: int, seed: int) -> None:
@@ -71,17 +85,28 @@ def write_run(path: Path, rows: int, seed: int) -> None:
             f.write("".join(lines))
 
 
-def run_report(csv_path: Path, out_dir: Path) -> dict:
-    """The report on one CSV: wall seconds, peak RSS and exit code."""
+def timed(python: str, code: str, *args: str, cwd: Path = REPO_ROOT) -> dict:
+    """``code`` in a child of ``python``: its wall seconds, peak RSS and exit code."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", REPORT_WITH_PEAK, str(csv_path),
-                           "-o", str(out_dir / f"{csv_path.stem}.html")],
-                          cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run([python, "-c", WITH_PEAK.format(code=code), *args], cwd=cwd,
+                          capture_output=True, text=True)
     wall_s = time.perf_counter() - started
     peak = [line for line in proc.stderr.splitlines() if line.startswith("peak_rss_kib")]
-    return {"rows_file": csv_path.name, "exit": proc.returncode, "wall_s": round(wall_s, 2),
+    return {"exit": proc.returncode, "wall_s": round(wall_s, 2),
             "peak_rss_mb": round(int(peak[-1].split()[1]) / 1024, 1) if peak else None,
-            "stderr_tail": proc.stderr.strip().splitlines()[-3:] if proc.returncode else []}
+            **({"stderr_tail": proc.stderr.strip().splitlines()[-3:]} if proc.returncode else {})}
+
+
+def measure(csv_path: Path, folder: Path, baseline: str | None) -> dict:
+    """The report (and the baseline's), then each reader alone, on one CSV."""
+    out = str(folder / f"{csv_path.stem}.html")
+    result = {"report": timed(sys.executable, REPORT, str(csv_path), "-o", out)}
+    if baseline is not None:
+        result["baseline_report"] = timed(baseline, REPORT, str(csv_path), "-o", out,
+                                          cwd=Path(baseline).absolute().parents[2])
+    result["readers"] = {name: timed(sys.executable, code, str(csv_path))
+                         for name, code in READERS.items()}
+    return result
 
 
 def main() -> int:
@@ -90,6 +115,8 @@ def main() -> int:
                         "(default 1000000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="keep the generated CSVs in this folder")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also time the report of the checkout this venv's python serves")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "issue23")
     args = parser.parse_args()
     results = []
@@ -104,7 +131,7 @@ def main() -> int:
                 print(f"wrote {rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
             result = {"rows": rows, "csv_mb": round(csv_path.stat().st_size / 1e6, 1),
-                      **run_report(csv_path, folder)}
+                      **measure(csv_path, folder, args.baseline)}
             print(json.dumps(result), flush=True)
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -136,8 +136,8 @@ def test_rows_parse_back_with_csv_and_quote_odd_model_names(tmp_path):
 
 
 def test_the_reader_types_every_column_as_the_recorder_wrote_it(tmp_path, monkeypatch):
-    # Small chunks, so that the rows cross several of them.
-    monkeypatch.setattr(reader, "ROWS_PER_CHUNK", 7)
+    # Small blocks, so that the rows cross several of them (each its own string dictionary).
+    monkeypatch.setattr(reader, "BLOCK_BYTES", 1024)
     path = tmp_path / "m.csv"
     recorder = Recorder(open(path, "w", newline=""), RunStats(CLASSES).add,
                         RateSchedule.constant(250, 1000), start_mono_ns=0)
@@ -171,3 +171,12 @@ def test_the_reader_names_a_file_it_cannot_read(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text(",".join(CSV_COLUMNS) + "\r\n")
     assert reader.read_columns(empty, ("tier", "slo"))["tier"].tolist() == []
+
+
+def test_the_reader_skips_the_cut_last_line_of_a_killed_run(tmp_path):
+    path = tmp_path / "killed.csv"
+    whole = "1,0,1,urgent,resnet50,5000000,5.000,True,OK,True,9,100,7,0,all,10,0\r\n"
+    path.write_text(",".join(CSV_COLUMNS) + "\r\n" + whole * 3 + whole[:23])
+    columns = reader.read_columns(path, ("tier", "slo", "latency_ns", "slo_met"))
+    assert columns["latency_ns"].tolist() == [5_000_000] * 3
+    assert columns["slo"].tolist() == ["urgent"] * 3 and columns["slo_met"].all()

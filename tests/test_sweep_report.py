@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastload.contract.percentiles import nearest_rank
+from fastload.results.figures import p99_per_bin_ms
 from fastload.results.runs import at_highest_load, load_runs
 
 WORKLOAD = (
@@ -194,3 +196,19 @@ def test_report_opens_offline_in_chromium(sweep: Path, tmp_path: Path) -> None:
                             str(report), "3"], capture_output=True, text=True, timeout=180)
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.strip() == "REPORT-CHECK OK images=3 tables=2"  # summary, certificates
+
+
+def test_p99_per_bin_is_each_bins_own_nearest_rank_p99():
+    """The over-time figure's p99 per second, from one sort of every row, against each bin's
+    rows sorted alone (bins left empty included)."""
+    rng = np.random.default_rng(1)
+    bins = rng.integers(0, 50, 10_000)
+    bins[bins == 7] = 8
+    latency_ns = rng.integers(1, 10**9, 10_000)
+    got = p99_per_bin_ms(bins, latency_ns, 51)
+    for b in range(51):
+        mine = np.sort(latency_ns[bins == b])
+        if len(mine):
+            assert got[b] == mine[nearest_rank(len(mine), 99) - 1] / 1e6
+        else:
+            assert np.isnan(got[b])

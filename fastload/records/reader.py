@@ -1,25 +1,36 @@
-"""The one way fastload's CSV is read back — by the report, the Ray merge and ``bench/`` —
-typed once by the column types ``records.row`` declares beside the columns it writes: ints,
-floats (NaN where empty), booleans (parsed here, nowhere else) and strings.
+"""The one way fastload's CSV is read back — by the report, the sweep, the Ray merge and
+``bench/`` — typed once by the column types ``records.row`` declares beside the columns it
+writes: ints, floats (NaN where empty), booleans (parsed here, nowhere else) and strings.
 
-Only the columns asked for are kept, as numpy arrays, so a reader pays for what it uses. The
-``csv`` module is enough at today's sizes: the report's seven columns of a 1,000,000-row CSV
-read in 2.0 s with 128 MB peak RSS on the 2-core machine (``csv.DictReader`` alone, as the report
-read it before: 3.9 s and 1.4 GB). A columnar format and reader are issue 23's, behind the same
-two functions.
+pyarrow's CSV reader parses only the columns asked for, on every core, into typed Arrow arrays
+(strings dictionary-encoded), handed out as numpy arrays; a string column becomes an object
+array that holds each distinct string once. A line with the wrong number of fields (the cut last
+line of a killed run) is skipped. The report's seven columns of a 1,000,000-row CSV on the
+2-core machine, each reader in a fresh process (``bench/report_scale.py``): this one 0.95 s and
+217 MB peak RSS, DuckDB's ``read_csv`` 1.63 s and 449 MB; the ``csv`` module before it (issue
+19) 2.0 s and 128 MB. pyarrow is therefore a dependency of fastload itself, not of an extra:
+every command that reads results reads through here.
 """
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from fastload.records.row import COLUMN_TYPES
 
-# Rows whose text is held at once before it is typed: about 30 MB of text for seven columns.
-ROWS_PER_CHUNK = 65536
+# Arrow's type for each of COLUMN_TYPES; strings dictionary-encoded (a handful of values each).
+_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(),
+                str: pa.dictionary(pa.int32(), pa.string())}
+# Bytes per parse block: on the 2-core machine, reading the report's columns of a 1,000,000-row
+# CSV peaked at 211 MB RSS with 1 MB blocks (0.61 s), 238 MB with 4 MB (0.49 s) and 383 MB with
+# 16 MB (0.59 s); 63 MB of that is the imports.
+BLOCK_BYTES = 1 << 22
 
 
 class CsvFormatError(ValueError):
@@ -31,50 +42,49 @@ def read_columns(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     bench contender's samples), typed."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = csv.reader(f)
-            header = next(rows, [])
-            missing = [name for name in names if name not in header]
-            if missing:
-                raise CsvFormatError(f"{path}: not a fastload CSV with rows (needs columns "
-                                     f"{', '.join(sorted(names))})")
-            return parse_columns(rows, header, names)
+            header = next(csv.reader(f), [])
     except OSError as exc:
         raise CsvFormatError(f"{path}: cannot read it ({exc.strerror})") from None
+    if any(name not in header for name in names):
+        raise CsvFormatError(f"{path}: not a fastload CSV with rows (needs columns "
+                             f"{', '.join(sorted(names))})")
+    try:
+        return _read(pacsv.ReadOptions(block_size=BLOCK_BYTES), path, names)
+    except (OSError, pa.ArrowException) as exc:
+        raise CsvFormatError(f"{path}: cannot read it ({exc})") from None
 
 
-def parse_columns(rows: Iterable[Sequence[str]], header: Sequence[str], names: Sequence[str]
-                  ) -> dict[str, np.ndarray]:
-    """The named columns of rows split into fields (``csv.reader``'s), whose columns are
-    ``header``; text is typed every ``ROWS_PER_CHUNK`` rows, so only one chunk of it is held."""
-    indices = [header.index(name) for name in names]
-    chunks: list[list[np.ndarray]] = [[] for _ in names]
-    texts: list[list[str]] = [[] for _ in names]
-    appends = [column.append for column in texts]
-    # Each string value is kept once: a column of a million statuses holds a handful of strings.
-    seen: dict[str, str] = {}
-
-    def type_chunk() -> None:
-        for name, column, typed_chunks in zip(names, texts, chunks):
-            typed_chunks.append(_typed(name, column, seen))
-            column.clear()
-
-    for count, row in enumerate(rows, 1):
-        for append, index in zip(appends, indices):
-            append(row[index])
-        if count % ROWS_PER_CHUNK == 0:
-            type_chunk()
-    type_chunk()
-    return {name: np.concatenate(typed_chunks) for name, typed_chunks in zip(names, chunks)}
+def parse_rows(data: bytes, header: Sequence[str], names: Sequence[str]
+               ) -> dict[str, np.ndarray]:
+    """The named columns of CSV rows without a header line (a Ray shard's, as they stream in),
+    whose columns are ``header``."""
+    if not data.strip():
+        return {name: _numpy(name, pa.chunked_array([], _ARROW_TYPES[COLUMN_TYPES[name]]))
+                for name in names}
+    return _read(pacsv.ReadOptions(column_names=list(header)), pa.BufferReader(data), names)
 
 
-def _typed(name: str, texts: Sequence[str], seen: dict[str, str]) -> np.ndarray:
-    """One column's text as an array of its type; strings go through ``seen``, so that equal
-    ones are one object."""
+def _read(read_options: pacsv.ReadOptions, source, names: Sequence[str]
+          ) -> dict[str, np.ndarray]:
+    convert = pacsv.ConvertOptions(
+        include_columns=list(names), true_values=["True"], false_values=["False"],
+        column_types={name: _ARROW_TYPES[COLUMN_TYPES[name]] for name in names},
+        strings_can_be_null=False, quoted_strings_can_be_null=False)
+    table = pacsv.read_csv(source, read_options,
+                           pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"), convert)
+    return {name: _numpy(name, table.column(name)) for name in names}
+
+
+def _numpy(name: str, column: pa.ChunkedArray) -> np.ndarray:
+    """One column as numpy: NaN for an empty float, each distinct string one object."""
     kind = COLUMN_TYPES[name]
-    if kind is bool:
-        return np.array([text == "True" for text in texts], dtype=bool)
-    if kind is int:
-        return np.array(texts, dtype=np.int64)
+    if kind is str:
+        chunks = column.unify_dictionaries().chunks
+        if not chunks:
+            return np.array([], dtype=object)
+        strings = np.array(chunks[0].dictionary.to_pylist(), dtype=object)
+        return strings[np.concatenate([c.indices.to_numpy(zero_copy_only=False)
+                                       for c in chunks]).astype(np.int64)]
     if kind is float:
-        return np.array([float(text) if text else np.nan for text in texts], dtype=np.float64)
-    return np.array([seen.setdefault(text, text) for text in texts], dtype=object)
+        column = pc.fill_null(column, np.nan)
+    return column.to_numpy()

@@ -14,7 +14,7 @@ import io
 from typing import NamedTuple, TextIO
 
 from fastload.contract.workload import RequestClass
-from fastload.records.reader import parse_columns
+from fastload.records.reader import parse_rows
 from fastload.records.recorder import StreamedCsv
 from fastload.records.row import CSV_COLUMNS
 from fastload.results.stats import RunStats
@@ -63,7 +63,8 @@ class ShardMerge:
             if row[target]:
                 row[target] = f"{float(row[target]) * self._shard_count:.6g}"
             row.append(str(shard))
-        columns = parse_columns(rows, CSV_COLUMNS, _STATS_COLUMNS)
+        columns = parse_rows(data, CSV_COLUMNS, _STATS_COLUMNS)
+        columns["issue_mono_ns"] = columns["issue_mono_ns"] - mono_offset_ns
         tiers, slos, *rest = (columns[name].tolist() for name in _STATS_COLUMNS)
         self._write(rows)
         self._stats.add([RowRecord(self._classes[(tier, slo)], *values)

@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import psutil
 import pytest
+from test_certificate import SMALL
 
 from fastload.contract.config import server_metrics_path as series_path
 from fastload.contract.exits import EXIT_CLIENT_LIMITED
@@ -30,10 +31,7 @@ from test_generator import read_rows, run_fastload
 FIXTURES = Path(__file__).parent / "fixtures"
 # A real Triton 2.38 page (its source is cited at the top of the file).
 TRITON_PAGE = (FIXTURES / "triton_metrics.txt").read_text()
-SMALL = ('[models.resnet50]\nshape = [1, 16]\n'
-         '[[classes]]\ntier = 1\nslo = "urgent"\nfraction = 0.5\nmodels = { resnet50 = 1.0 }\n'
-         '[[classes]]\ntier = 3\nslo = "relaxed"\nfraction = 0.5\nmodels = { resnet50 = 1.0 }\n')
-ANSWERED = 'fastload_scheduler_requests_total'
+REQUESTS_TOTAL = "fastload_scheduler_requests_total"
 
 
 class MetricsPage:
@@ -158,7 +156,7 @@ def test_an_embedded_run_scrapes_its_scheduler_from_before_go_to_after_the_drain
     assert proc.returncode == 0, proc.stderr
     path = series_path(csv_path)
     assert path.name == "metrics.server-metrics.csv"
-    answered = [s for s in read_series(path, {ANSWERED}) if s.labels["outcome"] == "answered"]
+    answered = [s for s in read_series(path, {REQUESTS_TOTAL}) if s.labels["outcome"] == "answered"]
     times = answered[0].times_ms
     assert times[0] < 0 and times[-1] > 2000 and np.all(np.diff(times) > 0)
     # Every request fastload saw answered, the server counted as answered by the last scrape.
@@ -233,7 +231,7 @@ def test_a_killed_run_keeps_every_scrape_it_finished(tmp_path):
 
     def scraped_after_go(count: int) -> bool:
         return path.exists() and path.stat().st_size > 0 and sum(
-            t >= 0 for s in read_series(path, {ANSWERED})[:1] for t in s.times_ms) >= count
+            t >= 0 for s in read_series(path, {REQUESTS_TOTAL})[:1] for t in s.times_ms) >= count
 
     try:
         wait_for(lambda: scraped_after_go(5), "five scrapes after GO", proc)

@@ -37,15 +37,16 @@ class Scraped:
     def summary(self) -> list[dict[str, Any]]:
         """Per endpoint, its scrape counts and a few figures per series, for the JSON."""
         series = read_series(self.path)
-        reports = self.reports or [EndpointReport(url, 0, 0, None)
-                                   for url in dict.fromkeys(s.endpoint for s in series)]
-        return [{"endpoint": r.endpoint, "file": str(self.path),
-                 **({"scrapes": r.scrapes, "failed": r.failed, "last_error": r.last_error}
-                    if self.reports is not None else {}),
+        # Without reports (the scraper died), the endpoints the file holds, without counts.
+        counts = {r.endpoint: {"scrapes": r.scrapes, "failed": r.failed,
+                               "last_error": r.last_error} for r in self.reports or ()}
+        endpoints = list(counts) if self.reports is not None else list(
+            dict.fromkeys(s.endpoint for s in series))
+        return [{"endpoint": endpoint, "file": str(self.path), **counts.get(endpoint, {}),
                  "series": [{"metric": s.metric, "labels": s.labels, "type": s.kind,
-                             **figures(s)} for s in series if s.endpoint == r.endpoint
+                             **figures(s)} for s in series if s.endpoint == endpoint
                             and not s.metric.endswith(_LEFT_TO_THE_FILE)]}
-                for r in reports]
+                for endpoint in endpoints]
 
 
 def figures(series: Series) -> dict[str, float | None]:

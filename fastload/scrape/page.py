@@ -4,7 +4,6 @@ it was served, with its family's type and its labels."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from typing import NamedTuple
@@ -51,7 +50,7 @@ def scrape(url: str, timeout_s: float) -> list[Sample]:
         raise ScrapeError(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise ScrapeError(_reason(exc.reason)) from None
-    except (OSError, socket.timeout) as exc:
+    except OSError as exc:  # TimeoutError among them
         raise ScrapeError(_reason(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ScrapeError(f"not a Prometheus metrics page ({exc})") from None
@@ -63,7 +62,7 @@ def labels_text(labels: dict[str, str]) -> str:
 
 
 def _reason(reason: object) -> str:
-    if isinstance(reason, socket.timeout) or isinstance(reason, TimeoutError):
+    if isinstance(reason, TimeoutError):
         return "timed out"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror

@@ -21,6 +21,8 @@ class Contender:
     cwd: Path = REPO_ROOT
     # It scrapes the scheduler's /metrics (issue 22): the runner serves them.
     scrapes: bool = False
+    # Its samples' file: a CSV, or Parquet (fastload writes Parquet to a .parquet --metrics-csv).
+    suffix: str = ".csv"
 
 
 def _script(file_name: str, *flags: str) -> Callable[[str, float, int, int, Path], list[str]]:
@@ -61,6 +63,9 @@ CONTENDERS = (
     *(Contender(f"fastload-scrape{ms}", f"python -m fastload --server-metrics URL "
                 f"--server-metrics-interval-ms {ms}", _fastload_scraping(ms), scrapes=True)
       for ms in (1000, 100)),
+    # Results written as Parquet (issue 23): the writer's cost against the CSV's.
+    Contender("fastload-parquet", "python -m fastload --output-format parquet", _fastload(),
+              suffix=".parquet"),
     # KServe v2 against the same reference scheduler (issue 12); tritonclient needs protobuf < 7.
     Contender("fastload-kserve", "python -m fastload --protocol kserve",
               _fastload("--protocol", "kserve")),

@@ -173,21 +173,22 @@ def _ratios(points: list[dict], numerator: str, denominator: str, key: str,
 def check_targets(points: list[dict], best: dict[str, float | None],
                   throughput_only: dict[str, float | None]) -> list[tuple[bool | None, str]]:
     """The targets of the issues whose contenders ran (14: fastload's CPU vs the floor's; 5:
-    fastload's max sustained rate vs spec and floor; 12: fastload-kserve vs tritonclient), each
-    as (passed, one line); None when undecided."""
+    fastload's max sustained rate vs spec and floor; 12: fastload-kserve vs tritonclient; 23:
+    Parquet against CSV results), each as (passed, one line); None when undecided."""
     checks: list[tuple[bool | None, str]] = []
     key = "steady_cpu_us_per_request"
 
     def ratio_check(num: str, den: str, need_sustained: bool, test, claim: str,
-                    rates: Sequence[float] | None = None) -> None:
-        ratios = {q: r for q, r in _ratios(points, num, den, key, need_sustained).items()
+                    rates: Sequence[float] | None = None, of: str = key) -> None:
+        ratios = {q: r for q, r in _ratios(points, num, den, of, need_sustained).items()
                   if rates is None or q in rates}
         if not ratios:
             checks.append((None, f"{claim}: no common rate measured"))
             return
         median = statistics.median(ratios.values())
         per_rate = ", ".join(f"{q:g}: {r:.2f}" for q, r in sorted(ratios.items()))
-        checks.append((test(median), f"{claim}: median {num}/{den} steady CPU ratio "
+        what = "steady CPU" if of == key else of
+        checks.append((test(median), f"{claim}: median {num}/{den} {what} ratio "
                                      f"{median:.2f} (per rate {per_rate})"))
 
     ran = set(client_names(points))
@@ -232,6 +233,12 @@ def check_targets(points: list[dict], best: dict[str, float | None],
                     "reusing one tensor")
         ratio_check("fastload-kserve", "tritonclient", True, lambda r: r <= 0.5,
                     "KServe: fastload client CPU/request <= 1/2 tritonclient with fresh tensors")
+    if {"fastload-parquet", "fastload"} <= ran:  # issue 23: the Parquet writer's cost
+        ratio_check("fastload-parquet", "fastload", False, lambda r: r <= 1.1,
+                    "Parquet results: fastload's client CPU/request within 10 % of the CSV's")
+        ratio_check("fastload-parquet", "fastload", False, lambda r: r <= 1.2,
+                    "Parquet results: send-lag p99 no worse than the CSV's (+20 %: noise)",
+                    of="send_lag_p99_ms")
     return checks
 
 

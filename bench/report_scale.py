@@ -9,7 +9,9 @@ latencies around 10 ms with a tail past the urgent SLO; 1 % errors), a chunk at 
 writing it costs little memory, then runs the report on it in a child that prints its own peak
 RSS, and times it; ``--baseline PYTHON`` runs the report of another checkout's venv too (its
 editable install), for a ratio measured in one run. Then it reads the report's columns alone
-with each reader (fastload's, DuckDB's when installed), each in a child of its own. The CSVs go
+with each reader (fastload's, DuckDB's when installed), each in a child of its own. Then the same
+rows as a Parquet run writes them: its journal, sealed into Parquet in a child (timed), and the
+report and the readers again on the Parquet file. The CSVs go
 to a temporary folder (``--keep DIR`` keeps them; they are never committed: 140 MB per million
 rows). Writes ``results/issue23/report_scale.json``.
 """
@@ -24,8 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.csv as pacsv
 
 from fastload.contract.workload import builtin_workload
+from fastload.records.columnar import Journal, journal_schema
 from fastload.records.row import CSV_COLUMNS
 
 from harness import BENCH_DIR, REPO_ROOT, machine
@@ -47,9 +51,12 @@ READERS = {
                 "from fastload.results.runs import RUN_COLUMNS; "
                 "read_columns(Path(sys.argv[1]), RUN_COLUMNS)",
     "duckdb": "import duckdb; from fastload.results.runs import RUN_COLUMNS; "
-              "duckdb.sql(f\"SELECT {', '.join(RUN_COLUMNS)} FROM read_csv('{sys.argv[1]}')\")"
+              "duckdb.sql(f\"SELECT {', '.join(RUN_COLUMNS)} FROM '{sys.argv[1]}'\")"
               ".fetchnumpy()",
 }
+# Seals a journal into Parquet, as a Parquet run does at its end.
+SEAL = ("from pathlib import Path; from fastload.records.columnar import seal; "
+        "seal(Path(sys.argv[1]), Path(sys.argv[2]), {'bench': 'report_scale'})")
 
 
 def write_run(path: Path, rows: int, seed: int) -> None:
@@ -85,6 +92,17 @@ def write_run(path: Path, rows: int, seed: int) -> None:
             f.write("".join(lines))
 
 
+def write_journal(csv_path: Path, journal_path: Path) -> None:
+    """The CSV's rows as a Parquet run's journal (its batches as the CSV reader yields them)."""
+    schema = journal_schema()
+    journal = Journal(journal_path, schema)
+    convert = pacsv.ConvertOptions(column_types=schema, true_values=["True"],
+                                   false_values=["False"])
+    for batch in pacsv.open_csv(csv_path, convert_options=convert):
+        journal.write_batch(batch)
+    journal.close()
+
+
 def timed(python: str, code: str, *args: str, cwd: Path = REPO_ROOT) -> dict:
     """``code`` in a child of ``python``: its wall seconds, peak RSS and exit code."""
     started = time.perf_counter()
@@ -97,16 +115,27 @@ def timed(python: str, code: str, *args: str, cwd: Path = REPO_ROOT) -> dict:
             **({"stderr_tail": proc.stderr.strip().splitlines()[-3:]} if proc.returncode else {})}
 
 
-def measure(csv_path: Path, folder: Path, baseline: str | None) -> dict:
-    """The report (and the baseline's), then each reader alone, on one CSV."""
-    out = str(folder / f"{csv_path.stem}.html")
-    result = {"report": timed(sys.executable, REPORT, str(csv_path), "-o", out)}
+def measure(path: Path, folder: Path, baseline: str | None) -> dict:
+    """The report (and the baseline's), then each reader alone, on one results file."""
+    out = str(folder / f"{path.stem}.html")
+    result = {"report": timed(sys.executable, REPORT, str(path), "-o", out)}
     if baseline is not None:
-        result["baseline_report"] = timed(baseline, REPORT, str(csv_path), "-o", out,
+        result["baseline_report"] = timed(baseline, REPORT, str(path), "-o", out,
                                           cwd=Path(baseline).absolute().parents[2])
-    result["readers"] = {name: timed(sys.executable, code, str(csv_path))
+    result["readers"] = {name: timed(sys.executable, code, str(path))
                          for name, code in READERS.items()}
     return result
+
+
+def measure_parquet(csv_path: Path) -> dict:
+    """The same rows as a Parquet run writes them: its journal sealed (timed), then the report
+    and the readers on the Parquet file."""
+    journal, parquet = csv_path.with_suffix(".arrows"), csv_path.with_suffix(".parquet")
+    write_journal(csv_path, journal)
+    result = {"journal_mb": round(journal.stat().st_size / 1e6, 1),
+              "seal": timed(sys.executable, SEAL, str(journal), str(parquet))}
+    return {**result, "parquet_mb": round(parquet.stat().st_size / 1e6, 1),
+            **measure(parquet, csv_path.parent, None)}
 
 
 def main() -> int:
@@ -131,7 +160,8 @@ def main() -> int:
                 print(f"wrote {rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
             result = {"rows": rows, "csv_mb": round(csv_path.stat().st_size / 1e6, 1),
-                      **measure(csv_path, folder, args.baseline)}
+                      **measure(csv_path, folder, args.baseline),
+                      "parquet": measure_parquet(csv_path)}
             print(json.dumps(result), flush=True)
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)

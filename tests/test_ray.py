@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import psutil
+import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 from test_shapes import issue_offsets_s
@@ -191,6 +192,24 @@ def test_gamma_shards_replay_one_central_plan(tmp_path, ray_address, scheduler):
         late_ms = (issue_offsets_s(rows, summary["start_mono_ns"]) - part) * 1000
         assert np.median(np.abs(late_ms)) < 2, f"shard {k}: |issue - plan| {late_ms}"
     assert server_received(scheduler) == len(planned)
+
+
+def test_parquet_shards_land_in_one_file(tmp_path, ray_address, scheduler):
+    """--output-format parquet: the driver writes the merged rows, typed, with the shard each
+    came from, into one Parquet file that counts every request the server received."""
+    proc, csv_path = run_fastload(tmp_path, "--ray", ray_address, "--shards", "2",
+                                  "--scheduler-url", scheduler.address, "--total-qps", "200",
+                                  "--duration-ms", "2000", "--seed", "17",
+                                  "--output-format", "parquet",
+                                  "--max-lag-ms", RAY_LAG_LIMIT_MS)
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(csv_path.with_suffix(".parquet"))
+    assert table.column_names == [*CSV_COLUMNS, "shard"]
+    assert set(table.column("shard").to_pylist()) == {0, 1}
+    assert table.column("target_qps_at_issue").to_pylist() == [200.0] * table.num_rows
+    summary = json.loads(csv_path.with_suffix(".json").read_text())
+    assert summary["overall"]["count"] == table.num_rows == server_received(scheduler)
+    assert not csv_path.with_suffix(".arrows").exists()
 
 
 def test_a_killed_shard_is_named_and_its_rows_kept(tmp_path, ray_address, scheduler):

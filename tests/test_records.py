@@ -15,7 +15,7 @@ from fastload.arrivals.pipe import IssuedSample
 from fastload.contract.rates import RateSchedule
 from fastload.contract.workload import builtin_workload
 from fastload.records import reader
-from fastload.records.recorder import FLUSH_PERIOD_S, Recorder
+from fastload.records.recorder import FLUSH_PERIOD_S, CsvRows, Recorder
 from fastload.records.row import CSV_COLUMNS
 from fastload.results.stats import RunStats
 from fastload.results.summary import summarize
@@ -38,7 +38,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_rows_reach_the_file_while_the_run_goes_on(tmp_path):
     path = tmp_path / "m.csv"
     stats = RunStats(CLASSES)
-    recorder = Recorder(open(path, "w", newline=""), stats.add)
+    recorder = Recorder(CsvRows(open(path, "w", newline="")), stats.add)
     records = [recorder.open(sample(i, 1_000_000 * i)) for i in range(50)]
     for record in records[:30]:
         recorder.close(record, record.issue_mono_ns + 2_000_000, "OK", True)
@@ -63,7 +63,7 @@ def test_rows_reach_the_file_while_the_run_goes_on(tmp_path):
 def test_concurrent_closes_are_recorded_once_each(tmp_path):
     path = tmp_path / "m.csv"
     stats = RunStats(CLASSES)
-    recorder = Recorder(open(path, "w", newline=""), stats.add)
+    recorder = Recorder(CsvRows(open(path, "w", newline="")), stats.add)
     records = [recorder.open(sample(i, i)) for i in range(4000)]
     closed = []
 
@@ -86,7 +86,7 @@ def test_summary_percentiles_match_exact_ones_within_a_percent(tmp_path):
     rng = np.random.default_rng(3)
     latency_ns = rng.lognormal(np.log(20e6), 1.0, 20_000).astype(np.int64)
     stats = RunStats(CLASSES)
-    recorder = Recorder(open(tmp_path / "m.csv", "w", newline=""), stats.add)
+    recorder = Recorder(CsvRows(open(tmp_path / "m.csv", "w", newline="")), stats.add)
     for i, latency in enumerate(latency_ns.tolist()):
         record = recorder.open(sample(i, i * 1000))
         recorder.close(record, record.issue_mono_ns + latency, "OK", True)
@@ -106,7 +106,7 @@ def test_summary_percentiles_match_exact_ones_within_a_percent(tmp_path):
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_stops_the_csv_not_the_run(capsys):
     stats = RunStats(CLASSES)
-    recorder = Recorder(open("/dev/full", "w", newline=""), stats.add)
+    recorder = Recorder(CsvRows(open("/dev/full", "w", newline="")), stats.add)
     record = recorder.open(sample(0, 0))
     recorder.close(record, 10, "OK", True)
     recorder.finish()
@@ -118,7 +118,7 @@ def test_a_full_disk_stops_the_csv_not_the_run(capsys):
 def test_rows_parse_back_with_csv_and_quote_odd_model_names(tmp_path):
     path = tmp_path / "m.csv"
     cls = CLASSES[0]
-    recorder = Recorder(open(path, "w", newline=""), RunStats(CLASSES).add)
+    recorder = Recorder(CsvRows(open(path, "w", newline="")), RunStats(CLASSES).add)
     odd = IssuedSample(0, ISSUER, 7, cls, 'resnet,"50"', 100, 1_700_000_000_000_000_100, 0, 0)
     record = recorder.open(odd)
     record.send_mono_ns = 150
@@ -139,7 +139,7 @@ def test_the_reader_types_every_column_as_the_recorder_wrote_it(tmp_path, monkey
     # Small blocks, so that the rows cross several of them (each its own string dictionary).
     monkeypatch.setattr(reader, "BLOCK_BYTES", 1024)
     path = tmp_path / "m.csv"
-    recorder = Recorder(open(path, "w", newline=""), RunStats(CLASSES).add,
+    recorder = Recorder(CsvRows(open(path, "w", newline="")), RunStats(CLASSES).add,
                         RateSchedule.constant(250, 1000), start_mono_ns=0)
     records = [recorder.open(sample(i, 1_000_000 * i)) for i in range(30)]
     for i, record in enumerate(records[:25]):
@@ -164,9 +164,9 @@ def test_the_reader_types_every_column_as_the_recorder_wrote_it(tmp_path, monkey
 
 def test_the_reader_names_a_file_it_cannot_read(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(reader.CsvFormatError, match="other.csv: not a fastload CSV"):
+    with pytest.raises(reader.ResultsFileError, match="other.csv: not a fastload CSV"):
         reader.read_columns(tmp_path / "other.csv", ("tier", "slo_met"))
-    with pytest.raises(reader.CsvFormatError, match="missing.csv: cannot read it"):
+    with pytest.raises(reader.ResultsFileError, match="missing.csv: cannot read it"):
         reader.read_columns(tmp_path / "missing.csv", ("tier",))
     empty = tmp_path / "empty.csv"
     empty.write_text(",".join(CSV_COLUMNS) + "\r\n")

@@ -19,7 +19,9 @@ from fastload.commands.run import parse_config
 from fastload.contract.arrival_times import DRAWN, TimedArrivals
 from fastload.contract.exits import UsageError
 from fastload.contract.workload import builtin_workload
+from fastload.records.reader import read_columns
 from fastload.results.stats import RunStats
+from fastload.run.outputs import RunOutputs
 from fastload.run.shards.clock import measure_offset
 from fastload.run.shards.merge import MERGED_COLUMNS, ShardMerge
 from fastload.run.shards.partition import shard_configs, split_arrivals
@@ -82,21 +84,31 @@ def test_clock_offset_is_the_midpoint_of_the_shortest_round_trip():
     assert abs(offset.mono_ns + 2_000_000_000) <= offset.round_trip_ns / 2
 
 
-def test_merge_moves_issue_times_scales_the_rate_and_names_the_shard():
+@pytest.mark.parametrize("parquet", [False, True], ids=["csv", "parquet"])
+def test_merge_moves_issue_times_scales_the_rate_and_names_the_shard(tmp_path, parquet):
     workload = builtin_workload("balanced")
     stats = RunStats(workload.classes)
-    out = io.StringIO()
-    out.name = "merged.csv"
-    merge = ShardMerge(out, stats, workload.classes, shard_count=4)
+    outputs = RunOutputs(tmp_path / ("merged.arrows" if parquet else "merged.csv"),
+                         tmp_path / "merged.json", tmp_path,
+                         tmp_path / "merged.parquet" if parquet else None)
+    merge = ShardMerge(outputs, stats, workload.classes, shard_count=4)
     # Two shard rows as the Recorder writes them, one with a model name that needs quoting.
     data = ("1,0,1,urgent,resnet50,2000000,2.000,True,OK,True,100000001,10,5000,7,all,75,0\r\n"
             '2,1,3,relaxed,"vit,big",-1,-0.000,False,NOT_SENT,False,2000000002,-1,6000,8,all,,1'
             "\r\n").encode()
     assert merge.add(3, data, mono_offset_ns=1000) == 2
-    rows = list(csv.reader(io.StringIO(out.getvalue())))
-    assert tuple(rows[0]) == MERGED_COLUMNS
-    assert rows[1][12] == "4000" and rows[1][15] == "300" and rows[1][-1] == "3"
-    assert rows[2][4] == "vit,big" and rows[2][12] == "5000" and rows[2][15] == ""
+    merge.close()
+    if not parquet:
+        rows = list(csv.reader(io.StringIO(outputs.records.read_text())))
+        assert tuple(rows[0]) == MERGED_COLUMNS
+        assert rows[1][12] == "4000" and rows[1][15] == "300" and rows[1][-1] == "3"
+        assert rows[2][4] == "vit,big" and rows[2][12] == "5000" and rows[2][15] == ""
+    columns = read_columns(outputs.records, MERGED_COLUMNS)
+    assert columns["issue_mono_ns"].tolist() == [4000, 5000]
+    assert columns["target_qps_at_issue"][0] == 300 and np.isnan(columns["target_qps_at_issue"][1])
+    assert columns["model"].tolist() == ["resnet50", "vit,big"]
+    assert columns["shard"].tolist() == [3, 3]
+    assert columns["slo_met"].tolist() == [True, False]
     overall = stats.overall()
     assert (overall.count, overall.met, overall.errors) == (2, 1, 1)
     assert overall.issue_span_s == pytest.approx(1000 / 1e9)

@@ -16,7 +16,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow as pa
+
+from fastload import __version__
 from fastload.commands.argparsing import OneLineParser
+from fastload.contract.config import JOURNAL_SUFFIX, PARQUET_SUFFIX
+from fastload.records.columnar import seal
 from fastload.results.page import write_report
 from fastload.results.runs import ReportError, load_runs
 from fastload.results.server_panels import chosen_panels
@@ -26,7 +31,8 @@ PROG = "python -m fastload.report"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="fastload CSV files, sweep folders")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="fastload CSV or Parquet files, journals (.arrows), sweep folders")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                         help="the HTML file; PNGs and a JSON of the numbers go beside it "
                              "(default %(default)s)")
@@ -39,13 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default: the reference scheduler's queue per tier and GPU busy "
                              "fraction; Triton's queue time, pending requests and GPU "
                              "utilization)")
+    parser.add_argument("--seal", action="store_true",
+                        help="first seal each journal given (the .arrows of a Parquet run that "
+                             "was killed) into the .parquet beside it, then report that")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("matplotlib") is None:
         print(f"{PROG}: error: matplotlib is needed: pip install 'fastload[report]'",
               file=sys.stderr)
         return 2
     try:
-        runs = load_runs(args.runs, args.label)
+        inputs = [sealed(path) if args.seal else path for path in args.runs]
+        runs = load_runs(inputs, args.label)
     except (ReportError, json.JSONDecodeError, KeyError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -54,4 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in write_report(runs, args.output, args.title, chosen_panels(names)):
         print(path)
     return 0
+
+
+def sealed(path: Path) -> Path:
+    """A killed Parquet run's journal sealed into the Parquet file beside it; any other input
+    as it is."""
+    if path.suffix.lower() != JOURNAL_SUFFIX:
+        return path
+    parquet = path.with_suffix(PARQUET_SUFFIX)
+    try:
+        rows = seal(path, parquet, {"version": __version__, "sealed": f"from {path.name} by "
+                                    f"{PROG} --seal, after the run was killed"})
+    except (OSError, pa.ArrowException) as exc:
+        raise ReportError(f"{path}: cannot seal it into {parquet} ({exc})") from None
+    print(f"{parquet}: {rows:,} rows sealed from {path}", flush=True)
+    return parquet
 

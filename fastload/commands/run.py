@@ -15,10 +15,14 @@ from typing import Sequence
 from fastload.arrivals.trace import TraceError, load_trace
 from fastload.commands.argparsing import OneLineParser
 from fastload.contract.config import (
+    CSV_FORMAT,
     DEFAULT_EMBEDDED_GPUS,
     DEFAULT_EMBEDDED_POLICY,
     DEFAULT_PRIORITIES,
     DEFAULT_SCRAPE_INTERVAL_MS,
+    JOURNAL_SUFFIX,
+    PARQUET_FORMAT,
+    PARQUET_SUFFIX,
     KServeOptions,
     RunConfig,
     ServerModel,
@@ -76,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="root of LoadGen's own logs (default %(default)s)")
     p.add_argument("--metrics-csv", type=Path, default=Path("./metrics.csv"),
                    help="per-request CSV; the summary JSON goes beside it (default %(default)s)")
+    p.add_argument("--output-format", choices=(CSV_FORMAT, PARQUET_FORMAT),
+                   help="per-request results as CSV (the spec's) or Parquet, written to "
+                        "--metrics-csv's <stem>.parquet (default: parquet when --metrics-csv "
+                        "ends in .parquet, else csv)")
     p.add_argument("--seed", type=int,
                    help="seed for LoadGen's schedule, class/model draws and tensors "
                         "(default: random, printed)")
@@ -215,6 +223,7 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
     _require(args.metrics_csv.suffix.lower() != ".json",
              f"--metrics-csv must not end in .json (the summary goes to a .json beside it), "
              f"got {args.metrics_csv}")
+    output_format = _output_format(args.output_format, args.metrics_csv)
     tls_config = _tls_config(args)
     metadata = tuple(_metadata_pair(item) for item in args.metadata)
     kserve = _kserve_options(args, workload)
@@ -254,6 +263,7 @@ def parse_config(argv: Sequence[str] | None = None) -> RunConfig:
         priority_signal=PrioritySignal.of(args.priority_signal, workload),
         server_metrics=tuple(dict.fromkeys(args.server_metrics)),
         server_metrics_interval_ms=args.server_metrics_interval_ms,
+        output_format=output_format,
     )
 
 
@@ -347,6 +357,19 @@ def _arrival_shape(args: argparse.Namespace, workload: Workload):
     qps = DEFAULT_TOTAL_QPS if args.total_qps is None else args.total_qps
     duration_ms = DEFAULT_DURATION_MS if args.duration_ms is None else args.duration_ms
     return RateSchedule.constant(qps, duration_ms), None
+
+
+def _output_format(asked: str | None, metrics_csv: Path) -> str:
+    """--output-format, or the one --metrics-csv's suffix names."""
+    suffix = metrics_csv.suffix.lower()
+    _require(suffix != JOURNAL_SUFFIX,
+             f"--metrics-csv must not end in {JOURNAL_SUFFIX} (a Parquet run's journal goes "
+             f"there), got {metrics_csv}")
+    if asked is None:
+        return PARQUET_FORMAT if suffix == PARQUET_SUFFIX else CSV_FORMAT
+    _require(asked == PARQUET_FORMAT or suffix != PARQUET_SUFFIX,
+             f"--output-format csv cannot write a CSV to {metrics_csv} (a .parquet name)")
+    return asked
 
 
 def _tls_config(args: argparse.Namespace) -> TlsConfig | None:

@@ -23,6 +23,11 @@ DEFAULT_PRIORITIES = {1: 1, 2: 2, 3: 3}
 # 5-second spike; AIPerf scrapes every 333 ms.
 DEFAULT_SCRAPE_INTERVAL_MS = 1000
 SERVER_METRICS_SUFFIX = ".server-metrics.csv"
+# --output-format: the per-request results as CSV (the spec's) or Parquet; a Parquet run streams
+# its rows to a journal (Arrow's IPC stream) while it runs and seals it into Parquet at the end.
+CSV_FORMAT, PARQUET_FORMAT = "csv", "parquet"
+PARQUET_SUFFIX = ".parquet"
+JOURNAL_SUFFIX = ".arrows"
 
 
 def server_metrics_path(metrics_csv: Path) -> Path:
@@ -103,10 +108,23 @@ class RunConfig:
     # --server-metrics: Prometheus endpoints scraped during the run (--embedded adds its own)
     server_metrics: tuple[str, ...] = ()
     server_metrics_interval_ms: int = DEFAULT_SCRAPE_INTERVAL_MS
+    output_format: str = CSV_FORMAT  # --output-format
 
     @property
     def summary_json(self) -> Path:
         return self.metrics_csv.with_suffix(".json")
+
+    @property
+    def records_path(self) -> Path:
+        """The per-request results: --metrics-csv, or a Parquet file beside it."""
+        if self.output_format == PARQUET_FORMAT:
+            return self.metrics_csv.with_suffix(PARQUET_SUFFIX)
+        return self.metrics_csv
+
+    @property
+    def journal_path(self) -> Path:
+        """Where a Parquet run's rows stream to until it ends (records.columnar)."""
+        return self.metrics_csv.with_suffix(JOURNAL_SUFFIX)
 
     @property
     def scrapes(self) -> bool:

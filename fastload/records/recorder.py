@@ -1,18 +1,18 @@
 """The Recorder: opens and closes records from any thread while a writer thread streams the closed
-ones to the CSV and to the run's statistics.
+ones to the results file (CSV rows, or a Parquet run's journal) and to the run's statistics.
 
-Closed records wait in a list that the writer turns into CSV rows and statistics every
+Closed records wait in a list that the writer turns into rows and statistics every
 ``FLUSH_PERIOD_S``: the client holds only the records in flight, and a run killed by SIGKILL
-leaves a CSV that is at most one flush behind.
+leaves a results file that is at most one flush behind.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, TextIO
 
 from fastload.records.row import CSV_COLUMNS, STATUS_NOT_SENT, Record, csv_field
+from fastload.records.streamed import StreamedCsv
 
 if TYPE_CHECKING:
     from fastload.arrivals.pipe import IssuedSample
@@ -26,6 +26,20 @@ FLUSH_PERIOD_S = 0.25
 _RECORDS_PER_GIL_HOLD = 48
 
 
+class RowSink(Protocol):
+    """Where the writer's rows go (``CsvRows``, ``columnar.ArrowRows``): ``write`` takes a
+    flush's records a chunk at a time, ``flush`` hands what the flush wrote to the OS."""
+
+    @property
+    def write_error(self) -> OSError | None: ...
+
+    def write(self, records: Sequence[Record]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Recorder:
     """Opens and closes records from any thread; a writer thread streams closed ones out.
 
@@ -36,21 +50,18 @@ class Recorder:
     schedule (a trace) the target rate is left empty.
     """
 
-    def __init__(self, csv_file: TextIO, consume: Callable[[Sequence[Record]], None],
+    def __init__(self, rows: RowSink, consume: Callable[[Sequence[Record]], None],
                  schedule: RateSchedule | None = None, start_mono_ns: int = 0) -> None:
-        self._csv = StreamedCsv(csv_file)
+        self._rows = rows
         self._consume = consume
         self._schedule = schedule
         self._start_mono_ns = start_mono_ns
-        self._class_and_model: dict[tuple[RequestClass, str], str] = {}
         self._open: dict[int, Record] = {}
         self._closed: list[Record] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._flush_forever, name="fastload-writer",
                                         daemon=True)
-        self._write = self._csv.write
-        self._write(",".join(CSV_COLUMNS) + "\r\n")
         self._thread.start()
 
     def open(self, sample: IssuedSample) -> Record:
@@ -88,8 +99,9 @@ class Recorder:
                 time.sleep(0)  # let a waiting sender have the GIL
             chunk = batch[start:start + _RECORDS_PER_GIL_HOLD]
             self._place(chunk)
-            self._write("".join([record.csv_line(self._label(record)) for record in chunk]))
+            self._rows.write(chunk)
             self._consume(chunk)
+        self._rows.flush()
 
     def _place(self, batch: list[Record]) -> None:
         schedule = self._schedule
@@ -106,17 +118,9 @@ class Recorder:
             record.phase = schedule.phase_index(t_s)
             record.target_qps = f"{schedule.rate_at(t_s):.6g}"
 
-    def _label(self, record: Record) -> str:
-        key = (record.cls, record.model)
-        label = self._class_and_model.get(key)
-        if label is None:
-            label = self._class_and_model[key] = ",".join(
-                csv_field(str(part)) for part in (record.cls.tier, record.cls.slo, record.model))
-        return label
-
     @property
     def write_error(self) -> OSError | None:
-        return self._csv.write_error
+        return self._rows.write_error
 
     def finish(self) -> None:
         """Stop the writer, write what is left (samples never completed as NOT_SENT), close."""
@@ -128,31 +132,35 @@ class Recorder:
                 self._closed.append(record)
             self._open.clear()
         self._flush()
-        self._csv.close()
+        self._rows.close()
 
 
-class StreamedCsv:
-    """A CSV file that rows reach as they come: each write is flushed to the OS. After a failed
-    write (disk full) it writes no more, so that the run goes on and its summary counts every
-    sample; ``write_error`` says what failed."""
+class CsvRows:
+    """The Recorder's rows as CSV: the header first, then one line per record."""
 
     def __init__(self, file: TextIO) -> None:
-        self._file = file
-        self.write_error: OSError | None = None
+        self._csv = StreamedCsv(file)
+        self._class_and_model: dict[tuple[RequestClass, str], str] = {}
+        self._csv.write(",".join(CSV_COLUMNS) + "\r\n")
+        self._csv.flush()
 
-    def write(self, text: str) -> None:
-        if self.write_error is not None:
-            return
-        try:
-            self._file.write(text)
-            self._file.flush()
-        except OSError as exc:
-            self.write_error = exc
-            print(f"fastload: error: cannot write {self._file.name} ({exc.strerror}); the run "
-                  f"goes on and its summary counts every sample", file=sys.stderr, flush=True)
+    @property
+    def write_error(self) -> OSError | None:
+        return self._csv.write_error
+
+    def write(self, records: Sequence[Record]) -> None:
+        self._csv.write("".join([record.csv_line(self._label(record)) for record in records]))
+
+    def flush(self) -> None:
+        self._csv.flush()
+
+    def _label(self, record: Record) -> str:
+        key = (record.cls, record.model)
+        label = self._class_and_model.get(key)
+        if label is None:
+            label = self._class_and_model[key] = ",".join(
+                csv_field(str(part)) for part in (record.cls.tier, record.cls.slo, record.model))
+        return label
 
     def close(self) -> None:
-        try:
-            self._file.close()
-        except OSError as exc:
-            self.write_error = self.write_error or exc
+        self._csv.close()

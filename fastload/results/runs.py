@@ -15,7 +15,7 @@ import numpy as np
 
 from fastload.contract.config import server_metrics_path
 from fastload.contract.percentiles import nearest_rank
-from fastload.records.reader import CsvFormatError, read_columns
+from fastload.records.reader import ResultsFileError, read_columns
 from fastload.records.row import ANSWERED
 from fastload.results.certificate import CLIENT_LIMITED
 
@@ -81,7 +81,7 @@ def read_run(path: Path, series: str, offered_qps: float | None = None,
     """A fastload CSV as arrays, with its per-class rows computed."""
     try:
         columns = read_columns(path, RUN_COLUMNS)
-    except CsvFormatError as exc:
+    except ResultsFileError as exc:
         raise ReportError(str(exc)) from None
     rows = len(columns["tier"])
     if not rows:
@@ -112,11 +112,12 @@ def read_run(path: Path, series: str, offered_qps: float | None = None,
 
 def _summary(summary_json: Path) -> dict:
     """A run's summary JSON; empty when there is none (its fields then predate the run's
-    version, or the CSV came alone)."""
+    version, or the CSV came alone) or it is empty (the run was killed before its end)."""
     try:
-        return json.loads(summary_json.read_text(encoding="utf-8"))
+        text = summary_json.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    return json.loads(text) if text.strip() else {}
 
 
 def slo_order(slo: str) -> int:

@@ -152,16 +152,19 @@ def _format_phases(phases: Sequence[PhaseSummary]) -> list[str]:
 
 def write_json(summary: RunSummary, output_path: str | Path,
                extra: Mapping[str, object] | None = None) -> None:
-    """The summary as JSON (NaN becomes null) so scripts need not parse the table; ``extra``
-    adds top-level keys (a sharded run's ``shards``)."""
-    def clean(value):
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
+    """The summary as JSON so scripts need not parse the table; ``extra`` adds top-level keys
+    (a sharded run's ``shards``)."""
     payload = {**asdict(summary), **(extra or {})}
-    Path(output_path).write_text(json.dumps(clean(payload), indent=2) + "\n", encoding="utf-8")
+    Path(output_path).write_text(json.dumps(json_ready(payload), indent=2) + "\n",
+                                 encoding="utf-8")
+
+
+def json_ready(value: object) -> object:
+    """``value`` with every NaN made None, which JSON writes as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

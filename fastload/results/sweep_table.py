@@ -18,7 +18,7 @@ def sweep_point(series: str, workload: str, policy: str | None, qps: float, conf
                if config.summary_json.exists() else None)
     return {"series": series, "workload": workload, "policy": policy,
             "target_qps": qps, "exit_code": code,
-            "csv": str(config.metrics_csv.relative_to(output_dir)),
+            "csv": str(config.records_path.relative_to(output_dir)),  # or its Parquet
             "json": str(config.summary_json.relative_to(output_dir)),
             "overall": summary["overall"] if summary else None,
             "classes": summary["classes"] if summary else [],

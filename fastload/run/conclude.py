@@ -4,26 +4,32 @@ the table, the --fail-if conditions and the exit code, ranked the same way for b
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+import pyarrow as pa
+
+from fastload import __version__
 from fastload.arrivals.pipe import Plan
 from fastload.arrivals.plans import describe_arrivals
 from fastload.contract.config import RunConfig
 from fastload.contract.exits import (
     EXIT_CLIENT_LIMITED,
     EXIT_OK,
+    EXIT_OUTPUT_FAILED,
     EXIT_REQUEST_ERRORS,
     EXIT_SIGNALLED_BASE,
     EXIT_THRESHOLD,
 )
 from fastload.contract.signals import AS_IS
 from fastload.contract.verdicts import LoadGenVerdict
+from fastload.records.columnar import seal
 from fastload.results.certificate import LoadCertificate, what_to_do
 from fastload.results.server_series import Scraped
 from fastload.results.stats import RunStats
-from fastload.results.summary import format_summary, summarize, write_json
+from fastload.results.summary import format_summary, json_ready, summarize, write_json
 from fastload.results.thresholds import report_held
+from fastload.run.outputs import RunOutputs
 from fastload.scrape.scraper import ServerScraper
 
 
@@ -55,6 +61,25 @@ def stop_scraping(scraper: ServerScraper | None) -> Scraped | None:
     """A last scrape (after the drain: every answer is in), then what was scraped; None when
     the run scraped nothing."""
     return Scraped(scraper.path, scraper.stop()) if scraper is not None else None
+
+
+def seal_records(outputs: RunOutputs, config: RunConfig, plans: Sequence[Plan],
+                 load: LoadCertificate) -> list[Failure]:
+    """A Parquet run's journal sealed into its Parquet file, the run's metadata in the footer;
+    a seal that fails keeps the journal, every row in it, and says so (exit 5)."""
+    if outputs.parquet is None:
+        return []
+    metadata = {"version": __version__, "seed": config.seed,
+                "workload": config.workload.name, "arrivals": describe_arrivals(config, plans),
+                "load_certificate": json_ready(asdict(load))}
+    try:
+        seal(outputs.records, outputs.parquet, metadata)
+    except (OSError, pa.ArrowException) as exc:
+        return [Failure(EXIT_OUTPUT_FAILED,
+                        f"cannot write {outputs.parquet} ({exc}); every row is in "
+                        f"{outputs.records}, which python -m fastload.report reads, and "
+                        f"python -m fastload.report --seal turns into Parquet")]
+    return []
 
 
 def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdict],

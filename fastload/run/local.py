@@ -21,7 +21,14 @@ from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.records.recorder import Recorder
 from fastload.results.arrival_fit import gap_fit
 from fastload.results.certificate import certify
-from fastload.run.conclude import Failure, conclude, opening_line, run_stats, stop_scraping
+from fastload.run.conclude import (
+    Failure,
+    conclude,
+    opening_line,
+    run_stats,
+    seal_records,
+    stop_scraping,
+)
 from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
 from fastload.run.progress import Progress
@@ -50,8 +57,7 @@ def run_local(config: RunConfig,
     the run as that signal number would (off the main thread no signal handlers are set)."""
     keep_freed_buffers()
     plans, entry = arrival_plans(config)
-    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir,
-                                 config.server_metrics_csv if config.scrapes else None)
+    outputs = RunOutputs.prepare(config)
     stop = threading.Event()
     stop_signals: list[int] = []
 
@@ -96,6 +102,7 @@ def run_local(config: RunConfig,
             sender = open_sender(config, address, target, arrivals)
             if before_go is not None:
                 before_go(lambda signum: request_stop(signum, None))
+            rows = outputs.open_rows()  # before GO: opening a Parquet journal warms pyarrow up
             # GO first, then the recorder: samples wait in the pipe until serve() reads them.
             start_mono_ns = time.monotonic_ns()
             arrivals.go(start_mono_ns)
@@ -110,7 +117,7 @@ def run_local(config: RunConfig,
             progress = Progress(max(plan.duration_ms for plan in plans) / 1000, start_mono_ns,
                                 lambda: (sender.in_flight(), recorder.unflushed()),
                                 config.load_limits.lag_limit_ms(config.workload))
-            recorder = Recorder(outputs.open_csv(), _both(stats.add, progress.add),
+            recorder = Recorder(rows, _both(stats.add, progress.add),
                                 config.schedule, start_mono_ns)
             if config.progress:
                 progress.start()
@@ -143,9 +150,10 @@ def run_local(config: RunConfig,
     verdicts = [issuer.plan.verdict(issuer.ended) for issuer in issuers]
     processes = [*sender.loads(), *(issuer.load for issuer in issuers if issuer.load)]
     load = certify(config, stats, start_mono_ns, processes, planned_s, signum is not None)
+    failures = [*_failures(config, sender, issuers, recorder, signum is not None),
+                *seal_records(outputs, config, plans, load)]
     return conclude(config, stats, [v for v in verdicts if v is not None], start_mono_ns, signum,
-                    _failures(config, sender, issuers, recorder, signum is not None), load,
-                    notes, scraped=scraped)
+                    failures, load, notes, scraped=scraped)
 
 
 def _failures(config: RunConfig, sender: Sender, issuers: Sequence[Issuer], recorder: Recorder,
@@ -160,7 +168,7 @@ def _failures(config: RunConfig, sender: Sender, issuers: Sequence[Issuer], reco
                          f"hold what it issued") for label in lost[:1]]
     if recorder.write_error is not None:
         failures.append(Failure(EXIT_OUTPUT_FAILED,
-                                f"{config.metrics_csv} is incomplete: writing it failed "
+                                f"{config.records_path} is incomplete: writing it failed "
                                 f"({recorder.write_error.strerror}); the summary counts every "
                                 f"sample"))
     return failures

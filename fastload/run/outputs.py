@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from fastload.contract.config import PARQUET_FORMAT, RunConfig
 from fastload.contract.exits import OutputError
+from fastload.records.columnar import ArrowRows, Journal, journal_schema
+from fastload.records.recorder import CsvRows, RowSink
+from fastload.records.row import CSV_COLUMNS
 
 # A write buffer of this size holds a few hundred rows; the recorder flushes every period anyway.
 _CSV_BUFFER_BYTES = 1 << 16
@@ -19,28 +23,32 @@ _CSV_BUFFER_BYTES = 1 << 16
 
 @dataclass
 class RunOutputs:
-    metrics_csv: Path
+    # What rows stream to while the run goes: the CSV, or a Parquet run's journal.
+    records: Path
     summary_json: Path
     loadgen_dir: Path
+    parquet: Path | None = None  # where a Parquet run's journal is sealed when it ends
     # What prepare() made, in order, so that discard() removes exactly that.
     created: list[Path] = field(default_factory=list)
 
     @classmethod
-    def prepare(cls, metrics_csv: Path, summary_json: Path, loadgen_dir: Path,
-                server_metrics_csv: Path | None = None) -> RunOutputs:
-        """Create every folder and file the run writes, without touching existing contents
-        (``server_metrics_csv``: when the run scrapes a server's metrics)."""
-        outputs = cls(metrics_csv, summary_json, loadgen_dir)
+    def prepare(cls, config: RunConfig) -> RunOutputs:
+        """Create every folder and file the run writes, without touching existing contents."""
+        parquet = config.output_format == PARQUET_FORMAT
+        outputs = cls(config.journal_path if parquet else config.metrics_csv,
+                      config.summary_json, config.output_dir,
+                      config.records_path if parquet else None)
         try:
-            outputs._make_file(metrics_csv, "--metrics-csv")
-            outputs._make_file(summary_json, "--metrics-csv (its .json summary)")
-            if server_metrics_csv is not None:
-                outputs._make_file(server_metrics_csv, "--metrics-csv (its server metrics)")
-            outputs._make_dir(loadgen_dir, "--output-dir")
+            outputs._make_file(outputs.records, "--metrics-csv" + " (its journal)" * parquet)
+            outputs._make_file(outputs.summary_json, "--metrics-csv (its .json summary)")
+            if config.scrapes:
+                outputs._make_file(config.server_metrics_csv,
+                                   "--metrics-csv (its server metrics)")
+            outputs._make_dir(outputs.loadgen_dir, "--output-dir")
             try:
-                tempfile.TemporaryFile(dir=loadgen_dir).close()
+                tempfile.TemporaryFile(dir=outputs.loadgen_dir).close()
             except OSError as exc:
-                raise OutputError(f"--output-dir {loadgen_dir}: cannot write in it "
+                raise OutputError(f"--output-dir {outputs.loadgen_dir}: cannot write in it "
                                   f"({exc.strerror})") from None
         except OutputError:
             outputs.discard()
@@ -77,8 +85,20 @@ class RunOutputs:
 
     def open_csv(self) -> TextIO:
         """The CSV, emptied: called once traffic is about to start."""
-        return open(self.metrics_csv, "w", newline="", encoding="utf-8",
+        return open(self.records, "w", newline="", encoding="utf-8",
                     buffering=_CSV_BUFFER_BYTES)
+
+    def open_journal(self, columns: tuple[str, ...]) -> Journal:
+        """A Parquet run's journal, emptied, and no earlier run's Parquet file beside it."""
+        assert self.parquet is not None
+        self.parquet.unlink(missing_ok=True)
+        return Journal(self.records, journal_schema(columns))
+
+    def open_rows(self) -> RowSink:
+        """Where the Recorder's rows go: the CSV or the journal."""
+        if self.parquet is None:
+            return CsvRows(self.open_csv())
+        return ArrowRows(self.open_journal(CSV_COLUMNS))
 
     def discard(self) -> None:
         """Remove what prepare() created (nothing was sent, so nothing is lost)."""

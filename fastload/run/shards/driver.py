@@ -34,7 +34,14 @@ from fastload.contract.exits import (
 from fastload.contract.verdicts import LoadGenVerdict
 from fastload.results.arrival_fit import gap_fit
 from fastload.results.certificate import CLIENT_LIMITED, certify
-from fastload.run.conclude import Failure, conclude, opening_line, run_stats, stop_scraping
+from fastload.run.conclude import (
+    Failure,
+    conclude,
+    opening_line,
+    run_stats,
+    seal_records,
+    stop_scraping,
+)
 from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
 from fastload.run.shards.actor import Placement, ShardActor, ShardResult
@@ -165,8 +172,7 @@ class StopSignals:
 def run_sharded(config: RunConfig) -> int:
     """The sharded run; returns its exit code. Raises as run_local does before traffic (a
     shard's error named by shard), and TargetUnavailable when Ray cannot be reached."""
-    outputs = RunOutputs.prepare(config.metrics_csv, config.summary_json, config.output_dir,
-                                 config.server_metrics_csv if config.scrapes else None)
+    outputs = RunOutputs.prepare(config)
     try:
         _connect(config.ray_address)
     except BaseException:
@@ -239,7 +245,7 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
             shard.actor.go.remote(go_wall_ns + GO_MARGIN_NS + shard.clock.wall_ns)
         if scraper is not None:
             scraper.go(go_mono_ns + GO_MARGIN_NS)
-        merge = ShardMerge(outputs.open_csv(), stats, config.workload.classes, count)
+        merge = ShardMerge(outputs, stats, config.workload.classes, count)
         _stream(shards, merge, stop, config.timeout_ms / 1000 + STOP_MARGIN_S)
         merge.close()
         scraped = stop_scraping(scraper)
@@ -257,8 +263,9 @@ def _run(config: RunConfig, outputs: RunOutputs) -> int:
                    [plan.planned_offsets_s() for plan in plans], stop.signum is not None,
                    [f"{shard.name}: {reason}" for shard in shards
                     if (reason := shard.client_limited()) is not None])
+    failures = [*_failures(shards, merge, config), *seal_records(outputs, config, plans, load)]
     return conclude(config, stats, verdicts, go_mono_ns + GO_MARGIN_NS, stop.signum,
-                    _failures(shards, merge, config), load, notes,
+                    failures, load, notes,
                     {"shards": [shard.report() for shard in shards]}, scraped)
 
 
@@ -353,10 +360,10 @@ def _failures(shards: list[Shard], merge: ShardMerge, config: RunConfig) -> list
                         f"before its test ended; the outputs hold what it recorded")]
     unwritten = [k for k, code in codes.items() if code == EXIT_OUTPUT_FAILED]
     if merge.write_error is not None or unwritten:
-        where = (f"{config.metrics_csv} ({merge.write_error.strerror})"
+        where = (f"{merge.path} ({merge.write_error.strerror})"
                  if merge.write_error is not None else f"shard {unwritten[0]}'s CSV")
         return [Failure(EXIT_OUTPUT_FAILED,
-                        f"{config.metrics_csv} is incomplete: writing {where} failed")]
+                        f"{config.records_path} is incomplete: writing {where} failed")]
     return []
 
 

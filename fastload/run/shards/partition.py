@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from fastload.arrivals.plans import arrival_plans
 from fastload.contract.arrival_times import TimedArrivals
-from fastload.contract.config import RunConfig
+from fastload.contract.config import CSV_FORMAT, RunConfig
 from fastload.contract.exits import UsageError
 
 SHARD_CSV = "metrics.csv"
@@ -36,7 +36,8 @@ def split_arrivals(arrivals: TimedArrivals, count: int) -> list[TimedArrivals]:
 
 
 def shard_configs(config: RunConfig, count: int, address: str) -> list[RunConfig]:
-    """The ``count`` shards' runs against ``address``; LoadGen's logs, the shard's CSV and JSON go
+    """The ``count`` shards' runs against ``address``; LoadGen's logs, the shard's CSV (always a
+    CSV: its rows stream to the driver, which writes the run's format) and JSON go
     to ``--output-dir``/shard{k} on the shard's own machine (absolute: workers have their own
     working folders)."""
     if config.burstiness is not None or config.trace is not None:  # the timer's one plan
@@ -51,7 +52,7 @@ def shard_configs(config: RunConfig, count: int, address: str) -> list[RunConfig
                 seed=shard_seed(config.seed, k),
                 min_query_count=math.ceil(config.min_query_count / count),
                 output_dir=output_dir / f"shard{k}",
-                metrics_csv=output_dir / f"shard{k}" / SHARD_CSV,
+                metrics_csv=output_dir / f"shard{k}" / SHARD_CSV, output_format=CSV_FORMAT,
                 progress=False, thresholds=(), ray_address=None, shards=None,
                 server_metrics=())
         for k, part in enumerate(parts)

@@ -18,24 +18,30 @@ import numpy as np
 from fastload._pb.scheduler_pb2 import InferRequest
 from fastload.contract.workload import INPUT_SHAPE
 
-from harness import INFER_METHOD, client_args, connect, run_loadgen, write_samples
+from harness import (
+    INFER_METHOD,
+    client_args,
+    connect,
+    run_loadgen,
+    with_input_shape,
+    write_samples,
+)
 
 TIMEOUT_S = 5.0
 
 
-def constant_request(seed: int) -> bytes:
+def constant_request(seed: int, shape: tuple[int, ...] = INPUT_SHAPE) -> bytes:
     """One resnet50 request whose deadline is an hour away, so the scheduler always serves it."""
-    tensor = np.random.default_rng(seed).random(INPUT_SHAPE, dtype=np.float32)
+    tensor = np.random.default_rng(seed).random(shape, dtype=np.float32)
     return InferRequest(tier=1, deadline_ns=time.time_ns() + 3600 * 10**9, model_name="resnet50",
-                        input_tensor_raw=tensor.tobytes(),
-                        input_shape=INPUT_SHAPE).SerializeToString()
+                        input_tensor_raw=tensor.tobytes(), input_shape=shape).SerializeToString()
 
 
 def main() -> None:
-    args = client_args(__doc__)
+    args = client_args(__doc__, with_input_shape)
     channel = connect(args.target)
     start_call = channel.unary_unary(INFER_METHOD).future
-    payload = constant_request(args.seed)
+    payload = constant_request(args.seed, args.input_shape)
     done: list[tuple[int, int, int, grpc.StatusCode]] = []
     record, complete, response = done.append, lg.QuerySamplesComplete, lg.QuerySampleResponse
 

@@ -50,6 +50,8 @@ def _fastload_scraping(interval_ms: int) -> Callable[[str, float, int, int, Path
     return argv
 
 
+TINY_TENSOR = ("--input-shape", "1,16")
+
 CONTENDERS = (
     Contender("spec", "the spec's client (one class, thread per query, tolist)",
               _script("client_spec.py")),
@@ -66,6 +68,15 @@ CONTENDERS = (
     # Results written as Parquet (issue 23): the writer's cost against the CSV's.
     Contender("fastload-parquet", "python -m fastload --output-format parquet", _fastload(),
               suffix=".parquet"),
+    # Below the grpcio floor (issue 24): the HTTP/2 prototype, and h2load (not LoadGen-paced);
+    # then each with a 1x16 tensor (64 bytes), where the per-call work is all there is.
+    Contender("h2-proto", "the floor's requests over a hand-made HTTP/2 connection, one "
+              "sendmsg per request", _script("client_h2.py")),
+    Contender("h2load", "nghttp2's h2load, the floor's request at a constant --rps",
+              _script("client_h2load.py")),
+    Contender("floor-16", "the floor, 1x16 tensor", _script("client_floor.py", *TINY_TENSOR)),
+    Contender("h2-proto-16", "h2-proto, 1x16 tensor", _script("client_h2.py", *TINY_TENSOR)),
+    Contender("h2load-16", "h2load, 1x16 tensor", _script("client_h2load.py", *TINY_TENSOR)),
     # KServe v2 against the same reference scheduler (issue 12); tritonclient needs protobuf < 7.
     Contender("fastload-kserve", "python -m fastload --protocol kserve",
               _fastload("--protocol", "kserve")),

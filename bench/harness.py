@@ -41,6 +41,15 @@ def client_args(description: str,
     return parser.parse_args()
 
 
+def with_input_shape(parser: argparse.ArgumentParser) -> None:
+    """``--input-shape``, for the contenders that send the floor's constant request."""
+    from fastload.contract.workload import INPUT_SHAPE
+
+    parser.add_argument("--input-shape", type=lambda text: tuple(map(int, text.split(","))),
+                        default=INPUT_SHAPE, help="the request's float32 tensor shape "
+                        f"(default {','.join(map(str, INPUT_SHAPE))})")
+
+
 def connect(target: str):
     """A channel that is ready before LoadGen starts, so no sample waits for the connection."""
     import grpc

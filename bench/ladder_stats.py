@@ -114,8 +114,12 @@ def summarize_point(contender: Contender, runs: list[dict], empty_runs: dict[int
                                             if completed else None)
         run["server_cpu_us_per_request"] = (run["server_cpu_s"] * 1e6 / completed
                                             if completed else None)
+        # The kernel's part of the client's CPU (start-up included), where runs recorded it.
+        run["kernel_cpu_us_per_request"] = (run["sys_cpu_s"] * 1e6 / completed
+                                            if completed and "sys_cpu_s" in run else None)
     keys = ("achieved_qps", "schedule_qps", "achieved_pct_of_schedule", "cpu_us_per_request",
-            "steady_cpu_us_per_request", "server_cpu_us_per_request", "send_lag_p50_ms",
+            "steady_cpu_us_per_request", "kernel_cpu_us_per_request",
+            "server_cpu_us_per_request", "send_lag_p50_ms",
             "send_lag_p99_ms", "late_p99_ms", "late_max_ms", "latency_p50_ms", "latency_p99_ms",
             "issue_cv", "empty_issue_cv", "errors", "issued", "wall_s")
     point = {"contender": contender.name, "target_qps": runs[0]["target_qps"],
@@ -174,7 +178,8 @@ def check_targets(points: list[dict], best: dict[str, float | None],
                   throughput_only: dict[str, float | None]) -> list[tuple[bool | None, str]]:
     """The targets of the issues whose contenders ran (14: fastload's CPU vs the floor's; 5:
     fastload's max sustained rate vs spec and floor; 12: fastload-kserve vs tritonclient; 23:
-    Parquet against CSV results), each as (passed, one line); None when undecided."""
+    Parquet against CSV results; 24: the HTTP/2 prototype vs the floor), each as (passed, one
+    line); None when undecided."""
     checks: list[tuple[bool | None, str]] = []
     key = "steady_cpu_us_per_request"
 
@@ -239,6 +244,10 @@ def check_targets(points: list[dict], best: dict[str, float | None],
         ratio_check("fastload-parquet", "fastload", False, lambda r: r <= 1.2,
                     "Parquet results: send-lag p99 no worse than the CSV's (+20 %: noise)",
                     of="send_lag_p99_ms")
+    if "h2-proto" in ran:  # issue 24's target, at 500 QPS
+        ratio_check("h2-proto", "floor", False, lambda r: r <= 0.6,
+                    "HTTP/2 prototype client CPU/request <= 0.6x floor at 500 QPS",
+                    rates=(500,))
     return checks
 
 

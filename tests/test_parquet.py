@@ -2,6 +2,7 @@
 metadata in the footer; a journal that keeps its rows through SIGKILL; the one reader for all."""
 from __future__ import annotations
 
+import errno
 import json
 import re
 import subprocess
@@ -169,3 +170,15 @@ def test_the_readme_answers_one_question_with_duckdb_and_pandas(tmp_path, addres
                    if line.split()[:3] == [str(row["tier"]), row["slo"], str(row["count"])]
                    or re.search(rf"\b{row['tier']}\b.*\b{row['slo']}\b.*\b{row['count']}\b", line)]
         assert len(answers) >= 2, (row, printed)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_stops_the_journal_not_the_run(capsys):
+    stats = RunStats(CLASSES)
+    recorder = Recorder(ArrowRows(Journal(Path("/dev/full"), journal_schema())), stats.add)
+    for i in range(3):
+        recorder.close(recorder.open(sample(i, 1000 * i)), 1000 * i + 10, "OK", True)
+    recorder.finish()
+    assert recorder.write_error is not None and recorder.write_error.errno == errno.ENOSPC
+    assert "cannot write /dev/full" in capsys.readouterr().err
+    assert stats.overall().count == 3

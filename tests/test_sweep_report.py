@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from fastload.contract.percentiles import nearest_rank
@@ -137,6 +138,26 @@ def test_stop_when_ends_a_series_at_the_knee(tmp_path: Path) -> None:
     points = json.loads((tmp_path / "out" / "sweep.json").read_text())["points"]
     assert [p["target_qps"] for p in points] == [300]
     assert "attainment" in proc.stdout and "the series stops here" in proc.stdout
+
+
+def test_a_parquet_sweep_computes_its_intervals_from_the_parquet_files(tmp_path: Path) -> None:
+    """--output-format parquet passes through to every point; the sweep's means over repeats
+    and the report read the Parquet files."""
+    (tmp_path / "small.toml").write_text(WORKLOAD)
+    proc = run_module("fastload.sweep", "--qps", "150", "--workload", "small.toml",
+                      "--embedded", "--repeats", "2", "--duration-ms", "1500",
+                      "--min-query-count", "1", "--quiet", "--output-format", "parquet",
+                      "--output-dir", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    paths = [tmp_path / "out" / point["csv"] for point in sweep["points"]]
+    assert [path.suffix for path in paths] == [".parquet", ".parquet"]
+    attainment = [100 * np.mean(pq.read_table(path, columns=["slo_met"]).column(0).to_numpy())
+                  for path in paths]
+    [overall] = [row for row in sweep["means"][0]["rows"] if row["tier"] == "all"]
+    assert overall["slo_attainment_pct"]["mean"] == pytest.approx(np.mean(attainment))
+    report = run_module("fastload.report", "out", "-o", "report.html", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
 
 
 def test_a_client_limited_point_ends_its_series_and_is_not_counted(tmp_path: Path) -> None:

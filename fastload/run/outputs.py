@@ -39,7 +39,8 @@ class RunOutputs:
                       config.summary_json, config.output_dir,
                       config.records_path if parquet else None)
         try:
-            outputs._make_file(outputs.records, "--metrics-csv" + " (its journal)" * parquet)
+            outputs._make_file(outputs.records,
+                               "--metrics-csv (its journal)" if parquet else "--metrics-csv")
             outputs._make_file(outputs.summary_json, "--metrics-csv (its .json summary)")
             if config.scrapes:
                 outputs._make_file(config.server_metrics_csv,

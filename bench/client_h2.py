@@ -7,7 +7,8 @@ bytes); each call is one ``sendmsg`` of [HEADERS frame header, the block, then p
 its 9-byte header and memoryview slices of the gRPC prefix and the request]. A reader thread
 parses the server's frames: SETTINGS (and their ACK), WINDOW_UPDATE for both send windows, PING,
 GOAWAY, RST_STREAM, and the answers' HEADERS/CONTINUATION with the ``hpack`` package's decoder
-(trailers-only answers included); ``grpc-status`` ends the call. Both receive windows are
+(trailers-only answers included; a block seen before while the table is unchanged is not decoded
+again); ``grpc-status`` ends the call. Both receive windows are
 opened to 2^31 - 1 at the start and the connection's is topped up as answers arrive.
 
 A measurement, not a transport: it sends from LoadGen's issue thread as the floor does, holds
@@ -119,6 +120,7 @@ class Connection:
         self._unacked_received = 0
         self._header_block = bytearray()  # HEADERS then CONTINUATIONs: nothing comes between
         self._header_end_stream = False
+        self._statuses: dict[bytes, str | None] = {}  # header blocks read before: _status_of
         self._goaway_last: int | None = None
         self.server_settings: dict[int, int] = {}
         self._settled = threading.Event()
@@ -221,14 +223,12 @@ class Connection:
                 payload = _unpadded(payload, flags)
             self._header_block += payload
             if flags & END_HEADERS:
-                # Every block is decoded, a call's or not: the decoder's table depends on it.
-                fields = self._decoder.decode(bytes(self._header_block))
+                # Every block is read, a call's or not: the decoder's table depends on it.
+                status = self._status_of(bytes(self._header_block))
                 self._header_block.clear()
                 call = self._calls.get(stream_id)
-                for name, value in fields:
-                    if name == "grpc-status" and call is not None:
-                        code = int(value)
-                        call.status = GRPC_STATUS[code] if code < len(GRPC_STATUS) else "UNKNOWN"
+                if call is not None and status is not None:
+                    call.status = status
                 if self._header_end_stream:
                     self._finish(stream_id, None)
         elif kind == WINDOW_UPDATE:
@@ -267,6 +267,25 @@ class Connection:
                 doomed = [sid for sid in self._calls if sid > last]
             for sid in doomed:
                 self._finish(sid, "UNAVAILABLE")
+
+    def _status_of(self, block: bytes) -> str | None:
+        """The gRPC status a header block carries (None: none). Once the server's table holds
+        its answers' headers, their blocks repeat byte for byte, so a block that leaves the
+        table as it was is decoded once; any change to the table forgets what was kept, since
+        the same index then names another entry."""
+        if block in self._statuses:
+            return self._statuses[block]
+        table = self._decoder.header_table.dynamic_entries
+        before = tuple(table)
+        code = next((int(value) for name, value in self._decoder.decode(block)
+                     if name == "grpc-status"), None)
+        status = None if code is None else GRPC_STATUS[code] if code < len(GRPC_STATUS) \
+            else "UNKNOWN"
+        if tuple(table) == before:
+            self._statuses[block] = status
+        else:
+            self._statuses.clear()
+        return status
 
     def _finish(self, stream_id: int, status: str | None) -> None:
         with self._lock:

@@ -32,16 +32,21 @@ def run_module(module: str, *args: str, cwd: Path, timeout_s: float = 300
                           cwd=cwd, timeout=timeout_s)
 
 
+def small_sweep(folder: Path, *flags: str) -> subprocess.CompletedProcess:
+    """fastload.sweep of the small workload on the embedded scheduler, into ``folder``/out."""
+    (folder / "small.toml").write_text(WORKLOAD)
+    return run_module("fastload.sweep", "--workload", "small.toml", "--embedded",
+                      "--min-query-count", "1", "--quiet", "--output-dir", "out", *flags,
+                      cwd=folder)
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two rates under fifo and under priority on one simulated GPU (5 ms per request, so
     200 QPS of capacity): 300 QPS overloads it."""
     folder = tmp_path_factory.mktemp("sweep")
-    (folder / "small.toml").write_text(WORKLOAD)
-    proc = run_module("fastload.sweep", "--qps", "100,300", "--workload", "small.toml",
-                      "--embedded", "--embedded-policy", "fifo,priority", "--embedded-gpus", "1",
-                      "--duration-ms", "2500", "--min-query-count", "1", "--seed", "4",
-                      "--quiet", "--output-dir", "out", cwd=folder)
+    proc = small_sweep(folder, "--qps", "100,300", "--embedded-policy", "fifo,priority",
+                       "--embedded-gpus", "1", "--duration-ms", "2500", "--seed", "4")
     assert proc.returncode == 0, proc.stderr
     assert "sweep: 4 points" in proc.stdout
     return folder / "out"
@@ -129,11 +134,8 @@ def test_report_bad_input(tmp_path: Path, args: tuple, message: str) -> None:
 
 
 def test_stop_when_ends_a_series_at_the_knee(tmp_path: Path) -> None:
-    (tmp_path / "small.toml").write_text(WORKLOAD)
-    proc = run_module("fastload.sweep", "--qps", "300:500:100", "--workload", "small.toml",
-                      "--embedded", "--embedded-gpus", "1", "--duration-ms", "1500",
-                      "--min-query-count", "1", "--quiet", "--stop-when", "ATTAINMENT<90",
-                      "--output-dir", "out", cwd=tmp_path)
+    proc = small_sweep(tmp_path, "--qps", "300:500:100", "--embedded-gpus", "1",
+                       "--duration-ms", "1500", "--stop-when", "ATTAINMENT<90")
     assert proc.returncode == 0, proc.stderr
     points = json.loads((tmp_path / "out" / "sweep.json").read_text())["points"]
     assert [p["target_qps"] for p in points] == [300]
@@ -143,11 +145,8 @@ def test_stop_when_ends_a_series_at_the_knee(tmp_path: Path) -> None:
 def test_a_parquet_sweep_computes_its_intervals_from_the_parquet_files(tmp_path: Path) -> None:
     """--output-format parquet passes through to every point; the sweep's means over repeats
     and the report read the Parquet files."""
-    (tmp_path / "small.toml").write_text(WORKLOAD)
-    proc = run_module("fastload.sweep", "--qps", "150", "--workload", "small.toml",
-                      "--embedded", "--repeats", "2", "--duration-ms", "1500",
-                      "--min-query-count", "1", "--quiet", "--output-format", "parquet",
-                      "--output-dir", "out", cwd=tmp_path)
+    proc = small_sweep(tmp_path, "--qps", "150", "--repeats", "2", "--duration-ms", "1500",
+                       "--output-format", "parquet")
     assert proc.returncode == 0, proc.stderr
     sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
     paths = [tmp_path / "out" / point["csv"] for point in sweep["points"]]

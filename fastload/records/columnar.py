@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from itertools import chain
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -160,24 +159,33 @@ def seal(journal: Path, parquet: Path, metadata: Mapping[str, object]) -> int:
     target = parquet_schema(schema).with_metadata(
         {METADATA_PREFIX + key: json.dumps(value) for key, value in metadata.items()})
     partial = parquet.with_name(parquet.name + ".partial")
-    rows = writer_rows = 0
+    rows = 0
     try:
         with pq.ParquetWriter(str(partial), target) as writer:
             pending: list[pa.RecordBatch] = []
-            for batch in chain(batches, [None]):  # None: the end, to write what is pending
-                if batch is not None:
-                    pending.append(batch)
-                    rows += batch.num_rows
-                if pending and (batch is None or rows - writer_rows >= ROW_GROUP_ROWS):
-                    writer.write_table(pa.Table.from_batches(pending, schema).cast(target),
-                                       row_group_size=ROW_GROUP_ROWS)
-                    pending, writer_rows = [], rows
+            pending_rows = 0
+            for batch in batches:
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= ROW_GROUP_ROWS:
+                    _write_group(writer, pending, target)
+                    rows, pending, pending_rows = rows + pending_rows, [], 0
+            _write_group(writer, pending, target)
+            rows += pending_rows
         os.replace(partial, parquet)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     journal.unlink()
     return rows
+
+
+def _write_group(writer: pq.ParquetWriter, batches: list[pa.RecordBatch],
+                 schema: pa.Schema) -> None:
+    """Journal batches as Parquet row groups of at most ROW_GROUP_ROWS."""
+    if batches:
+        writer.write_table(pa.Table.from_batches(batches).cast(schema),
+                           row_group_size=ROW_GROUP_ROWS)
 
 
 def run_metadata(path: Path) -> dict[str, object]:

@@ -73,13 +73,12 @@ def read_columns(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     return numpy_columns(table, names)
 
 
-def parse_table(data: bytes, header: Sequence[str]) -> pa.Table:
-    """CSV rows without a header line (a Ray shard's, as they stream in), whose columns are
-    ``header``, typed as a journal's (``columnar.journal_schema``)."""
-    schema = journal_schema(header)
+def parse_table(data: bytes, header: Sequence[str], names: Sequence[str]) -> pa.Table:
+    """The named columns of CSV rows without a header line (a Ray shard's, as they stream in),
+    whose columns are ``header``, typed as a journal's (``columnar.journal_schema``)."""
     if not data.strip():
-        return schema.empty_table()
-    return _read_csv(pacsv.ReadOptions(column_names=list(header)), pa.BufferReader(data), header,
+        return journal_schema(names).empty_table()
+    return _read_csv(pacsv.ReadOptions(column_names=list(header)), pa.BufferReader(data), names,
                      ARROW_TYPES)
 
 

@@ -48,22 +48,10 @@ class Record:
     """One issued sample; times are CLOCK_MONOTONIC ns except the Unix-ns issue time."""
 
     __slots__ = (
-        "cls",
-        "deadline_ns",
-        "done_mono_ns",
-        "issue_mono_ns",
-        "issue_wall_ns",
-        "issuer",
-        "loadgen_sample_id",
-        "model",
-        "phase",
-        "sample_id",
-        "send_mono_ns",
-        "status",
-        "success",
-        "target_qps",
+        "sample_id", "issuer", "loadgen_sample_id", "cls", "model", "issue_wall_ns",
+        "issue_mono_ns", "deadline_ns", "send_mono_ns", "done_mono_ns", "status", "success",
+        "phase", "target_qps",
     )
-
     def __init__(self, sample: IssuedSample) -> None:
         self.sample_id = sample.sample_id
         self.issuer = sample.issuer.plan.label

@@ -65,14 +65,15 @@ class ShardMerge:
     def add(self, shard: int, data: bytes, mono_offset_ns: int) -> int:
         """Merge whole CSV rows from ``shard``, whose CLOCK_MONOTONIC is ``mono_offset_ns``
         ahead of the driver's; returns how many."""
-        table = parse_table(data, CSV_COLUMNS)
-        table = table.set_column(
-            _COLUMN["issue_mono_ns"], "issue_mono_ns",
-            pc.subtract(table["issue_mono_ns"], pa.scalar(mono_offset_ns, pa.int64())))
+        # Every column for the journal; for the CSV, whose rows keep the shard's text, only
+        # what the statistics read.
+        table = parse_table(data, CSV_COLUMNS,
+                            CSV_COLUMNS if self._journal is not None else _STATS_COLUMNS)
+        table = _replaced(table, "issue_mono_ns", pc.subtract(
+            table["issue_mono_ns"], pa.scalar(mono_offset_ns, pa.int64())))
         if self._journal is not None:
-            table = table.set_column(
-                _COLUMN["target_qps_at_issue"], "target_qps_at_issue",
-                pc.multiply(table["target_qps_at_issue"], float(self._shard_count)))
+            table = _replaced(table, "target_qps_at_issue", pc.multiply(
+                table["target_qps_at_issue"], float(self._shard_count)))
             self._journal.write_table(
                 table.append_column("shard", pa.array([shard] * len(table), pa.int64())))
         else:
@@ -102,3 +103,7 @@ class ShardMerge:
 
     def close(self) -> None:
         (self._csv or self._journal).close()
+
+
+def _replaced(table: pa.Table, name: str, column: pa.ChunkedArray) -> pa.Table:
+    return table.set_column(table.column_names.index(name), name, column)

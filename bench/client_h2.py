@@ -11,67 +11,29 @@ GOAWAY, RST_STREAM, and the answers' HEADERS/CONTINUATION with the ``hpack`` pac
 again); ``grpc-status`` ends the call. Both receive windows are
 opened to 2^31 - 1 at the start and the connection's is topped up as answers arrive.
 
-A measurement, not a transport: it sends from LoadGen's issue thread as the floor does, holds
-a lock across ``sendmsg``, and does not cancel at the deadline (it sends ``grpc-timeout``);
-MAX_CONCURRENT_STREAMS is honoured by queueing. ``--check`` runs a few calls and prints the
-server's settings and the answers' statuses.
+A measurement, not a transport (that is ``fastload.send.h2``, ``--transport h2``, whose wire
+format and header-block reader this shares): it sends from LoadGen's issue thread as the floor
+does, holds a lock across ``sendmsg``, and does not cancel at the deadline (it sends
+``grpc-timeout``); MAX_CONCURRENT_STREAMS is honoured by queueing. ``--check`` runs a few
+calls and prints the server's settings and the answers' statuses.
 """
 from __future__ import annotations
 
 import argparse
 import socket
-import struct
 import threading
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic_ns
 from typing import Callable
 
-import hpack
 import mlperf_loadgen as lg
-from hpack.hpack import encode_integer
+
+from fastload.send.h2 import frames as f
+from fastload.send.h2.answers import HeaderBlocks, reset_status
 
 from client_floor import TIMEOUT_S, constant_request
 from harness import INFER_METHOD, client_args, run_loadgen, with_input_shape, write_samples
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
-    CONTINUATION = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
-END_STREAM = ACK = 0x1
-END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
-S_HEADER_TABLE_SIZE, S_ENABLE_PUSH, S_MAX_CONCURRENT_STREAMS, S_INITIAL_WINDOW_SIZE, \
-    S_MAX_FRAME_SIZE = 1, 2, 3, 4, 5
-MAX_WINDOW = 2**31 - 1
-DEFAULT_WINDOW = 65_535
-# HTTP/2 error codes as gRPC statuses (gRPC's HTTP/2 mapping, "PROTOCOL-HTTP2.md").
-RST_STATUS = {0x0: "INTERNAL", 0x1: "INTERNAL", 0x2: "INTERNAL", 0x3: "INTERNAL",
-              0x7: "UNAVAILABLE", 0x8: "CANCELLED", 0xB: "RESOURCE_EXHAUSTED",
-              0xC: "PERMISSION_DENIED"}
-GRPC_STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-               "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-               "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-               "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
-_HEAD = struct.Struct(">HBBBI")  # length as 16 + 8 bits, type, flags, stream id
-
-
-def frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
-    return _HEAD.pack(length >> 8, length & 0xFF, kind, flags, stream_id)
-
-
-def literal(name: str, value: str) -> bytes:
-    """A header as an HPACK literal without indexing, new name, no Huffman (RFC 7541, 6.2.2):
-    the same bytes on every call, whatever the tables hold."""
-    name_b, value_b = name.encode(), value.encode()
-    return (b"\x00" + bytes(encode_integer(len(name_b), 7)) + name_b
-            + bytes(encode_integer(len(value_b), 7)) + value_b)
-
-
-def headers_block(authority: str, path: str, timeout_s: float,
-                  metadata: tuple[tuple[str, str], ...] = ()) -> bytes:
-    fields = ((":method", "POST"), (":scheme", "http"), (":path", path),
-              (":authority", authority), ("content-type", "application/grpc"),
-              ("te", "trailers"), ("grpc-timeout", f"{int(timeout_s * 1000)}m"), *metadata)
-    return b"".join(literal(name, value) for name, value in fields)
 
 
 @dataclass
@@ -106,37 +68,30 @@ class Connection:
         host, _, port = target.rpartition(":")
         self._sock = socket.create_connection((host.strip("[]"), int(port)))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._block = headers_block(target, path, timeout_s)
+        self._block = f.request_headers(target, path, timeout_s, "fastload-h2-prototype")
         self._lock = threading.Lock()
         self._next_id = 1
-        self._send_window = DEFAULT_WINDOW
-        self._initial_window = DEFAULT_WINDOW
+        self._send_window = f.DEFAULT_WINDOW
+        self._initial_window = f.DEFAULT_WINDOW
         self._max_frame = 16_384
         self._max_streams = 2**31
         self._calls: dict[int, Call] = {}
         self._sending: deque[Call] = deque()  # calls with bytes left to send, in order
         self._waiting: deque[tuple[list[memoryview], Callable[[str], None]]] = deque()
-        self._decoder = hpack.Decoder()
+        self._blocks = HeaderBlocks()
         self._unacked_received = 0
         self._header_block = bytearray()  # HEADERS then CONTINUATIONs: nothing comes between
         self._header_end_stream = False
-        self._statuses: dict[bytes, str | None] = {}  # header blocks read before: _status_of
         self._goaway_last: int | None = None
         self.server_settings: dict[int, int] = {}
         self._settled = threading.Event()
-        self._sock.sendall(PREFACE
-                           + self._settings({S_ENABLE_PUSH: 0, S_INITIAL_WINDOW_SIZE: MAX_WINDOW})
-                           + frame_header(4, WINDOW_UPDATE, 0, 0)
-                           + struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW))
+        self._sock.sendall(f.PREFACE
+                           + f.settings({f.ENABLE_PUSH: 0, f.INITIAL_WINDOW_SIZE: f.MAX_WINDOW})
+                           + f.window_update(0, f.MAX_WINDOW - f.DEFAULT_WINDOW))
         self._reader = threading.Thread(target=self._read_forever, name="h2-reader", daemon=True)
         self._reader.start()
         if not self._settled.wait(10):
             raise ConnectionError(f"{target}: no HTTP/2 SETTINGS within 10 s")
-
-    @staticmethod
-    def _settings(values: dict[int, int], flags: int = 0) -> bytes:
-        payload = b"".join(struct.pack(">HI", key, value) for key, value in values.items())
-        return frame_header(len(payload), SETTINGS, flags, 0) + payload
 
     def start(self, message: list[memoryview], on_done: Callable[[str], None]) -> None:
         """A call whose request is ``message`` (the gRPC prefix and the bytes, unjoined)."""
@@ -154,7 +109,7 @@ class Connection:
                     on_done)
         self._next_id += 2
         self._calls[call.stream_id] = call
-        iov = [frame_header(len(self._block), HEADERS, END_HEADERS, call.stream_id),
+        iov = [f.frame_header(len(self._block), f.HEADERS, f.END_HEADERS, call.stream_id),
                self._block]
         self._sending.append(call)
         self._send(iov + self._fill())
@@ -170,7 +125,7 @@ class Connection:
             self._send_window -= n
             call.window -= n
             end = n == call.left
-            iov.append(frame_header(n, DATA, END_STREAM if end else 0, call.stream_id))
+            iov.append(f.frame_header(n, f.DATA, f.END_STREAM if end else 0, call.stream_id))
             iov += call.take(n)
             if end:
                 self._sending.popleft()
@@ -198,94 +153,73 @@ class Connection:
             buffer += chunk
             start = 0
             while len(buffer) - start >= 9:
-                high, low, kind, flags, stream_id = _HEAD.unpack_from(buffer, start)
+                high, low, kind, flags, stream_id = f.HEAD.unpack_from(buffer, start)
                 length = (high << 8) | low
                 if len(buffer) - start < 9 + length:
                     break
-                self._frame(kind, flags, stream_id & MAX_WINDOW,
+                self._frame(kind, flags, stream_id & f.MAX_STREAM_ID,
                             memoryview(buffer)[start + 9:start + 9 + length])
                 start += 9 + length
             del buffer[:start]
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
-        if kind == DATA:
+        if kind == f.DATA:
             self._unacked_received += len(payload)
-            if self._unacked_received > MAX_WINDOW // 2:
+            if self._unacked_received > f.MAX_WINDOW // 2:
                 with self._lock:
-                    self._send([frame_header(4, WINDOW_UPDATE, 0, 0),
-                                struct.pack(">I", self._unacked_received)])
+                    self._send([f.window_update(0, self._unacked_received)])
                 self._unacked_received = 0
-            if flags & END_STREAM:
+            if flags & f.END_STREAM:
                 self._finish(stream_id, None)  # no trailers: gRPC says INTERNAL
-        elif kind in (HEADERS, CONTINUATION):
-            if kind == HEADERS:
-                self._header_end_stream = bool(flags & END_STREAM)
-                payload = _unpadded(payload, flags)
+        elif kind in (f.HEADERS, f.CONTINUATION):
+            if kind == f.HEADERS:
+                self._header_end_stream = bool(flags & f.END_STREAM)
+                payload = f.unpadded(payload, flags, priority=True)
             self._header_block += payload
-            if flags & END_HEADERS:
+            if flags & f.END_HEADERS:
                 # Every block is read, a call's or not: the decoder's table depends on it.
-                status = self._status_of(bytes(self._header_block))
+                ended = self._blocks.status(bytes(self._header_block))
+                status = None if ended is None else ended[0].name
                 self._header_block.clear()
                 call = self._calls.get(stream_id)
                 if call is not None and status is not None:
                     call.status = status
                 if self._header_end_stream:
                     self._finish(stream_id, None)
-        elif kind == WINDOW_UPDATE:
-            increment = struct.unpack(">I", payload)[0] & MAX_WINDOW
+        elif kind == f.WINDOW_UPDATE:
+            increment = f.u31(payload)
             with self._lock:
                 if stream_id == 0:
                     self._send_window += increment
                 elif stream_id in self._calls:
                     self._calls[stream_id].window += increment
                 self._send(self._fill())
-        elif kind == SETTINGS and not flags & ACK:
+        elif kind == f.SETTINGS and not flags & f.ACK:
             with self._lock:
-                for offset in range(0, len(payload), 6):
-                    key, value = struct.unpack_from(">HI", payload, offset)
+                for key, value in f.read_settings(payload):
                     self.server_settings[key] = value
-                    if key == S_INITIAL_WINDOW_SIZE:
+                    if key == f.INITIAL_WINDOW_SIZE:
                         for call in self._calls.values():
                             call.window += value - self._initial_window
                         self._initial_window = value
-                    elif key == S_MAX_FRAME_SIZE:
+                    elif key == f.MAX_FRAME_SIZE:
                         self._max_frame = value
-                    elif key == S_MAX_CONCURRENT_STREAMS:
+                    elif key == f.MAX_CONCURRENT_STREAMS:
                         self._max_streams = value
-                self._send([self._settings({}, ACK)] + self._fill())
+                self._send([f.settings({}, f.ACK)] + self._fill())
             self._settled.set()
-        elif kind == PING and not flags & ACK:
+        elif kind == f.PING and not flags & f.ACK:
             with self._lock:
-                self._send([frame_header(8, PING, ACK, 0), bytes(payload)])
-        elif kind == RST_STREAM:
-            code = struct.unpack(">I", payload)[0]
-            self._finish(stream_id, RST_STATUS.get(code, "INTERNAL"))
-        elif kind == GOAWAY:
-            last = struct.unpack_from(">I", payload)[0] & MAX_WINDOW
+                self._send([f.frame_header(8, f.PING, f.ACK, 0), bytes(payload)])
+        elif kind == f.RST_STREAM:
+            self._finish(stream_id, reset_status(f.u32(payload))[0].name)
+        elif kind == f.GOAWAY:
+            last = f.u31(payload)
             with self._lock:
                 self._goaway_last = last
                 doomed = [sid for sid in self._calls if sid > last]
             for sid in doomed:
                 self._finish(sid, "UNAVAILABLE")
-
-    def _status_of(self, block: bytes) -> str | None:
-        """The gRPC status a header block carries (None: none). Once the server's table holds
-        its answers' headers, their blocks repeat byte for byte, so a block that leaves the
-        table as it was is decoded once; any change to the table forgets what was kept, since
-        the same index then names another entry."""
-        if block in self._statuses:
-            return self._statuses[block]
-        table = self._decoder.header_table.dynamic_entries
-        before = tuple(table)
-        code = next((int(value) for name, value in self._decoder.decode(block)
-                     if name == "grpc-status"), None)
-        status = None if code is None else GRPC_STATUS[code] if code < len(GRPC_STATUS) \
-            else "UNKNOWN"
-        if tuple(table) == before:
-            self._statuses[block] = status
-        else:
-            self._statuses.clear()
-        return status
 
     def _finish(self, stream_id: int, status: str | None) -> None:
         with self._lock:
@@ -310,19 +244,9 @@ class Connection:
 
     def close(self) -> None:
         with self._lock:
-            self._send([frame_header(8, GOAWAY, 0, 0), struct.pack(">II", 0, 0)])
+            self._send([f.goaway(0, f.NO_ERROR)])
         self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
-
-
-def _unpadded(payload: memoryview, flags: int) -> memoryview:
-    """A HEADERS payload without its padding and priority fields."""
-    pad = 0
-    if flags & PADDED:
-        pad, payload = payload[0], payload[1:]
-    if flags & PRIORITY_FLAG:
-        payload = payload[5:]
-    return payload[:len(payload) - pad] if pad else payload
 
 
 def grpc_message(request: bytes) -> list[memoryview]:

@@ -57,6 +57,10 @@ CONTENDERS = (
               _script("client_spec.py")),
     Contender("floor", "constant request, grpcio future, nothing else", _script("client_floor.py")),
     Contender("fastload", "python -m fastload (defaults)", _fastload()),
+    # The two transports (issue 24): grpc.aio's channel and fastload's own HTTP/2.
+    Contender("fastload-grpcio", "python -m fastload --transport grpcio",
+              _fastload("--transport", "grpcio")),
+    Contender("fastload-h2", "python -m fastload --transport h2", _fastload("--transport", "h2")),
     Contender("fastload-fresh", "python -m fastload --fresh-tensors", _fastload("--fresh-tensors")),
     # Sender processes (issue 14): how the max sustained rate scales with N on this machine.
     *(Contender(f"fastload-p{n}", f"python -m fastload --processes {n}",

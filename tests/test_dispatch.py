@@ -1,6 +1,7 @@
-"""The senders against a server that keeps every request it receives: bursts of simultaneous
-arrivals must reach the wire intact, each request with its own tier, deadline and tensor, even
-though encoders reuse their bytes and grpc.aio copies them only when a call's task first runs;
+"""The senders against a server that keeps every request it receives (grpcio's sync server):
+bursts of simultaneous arrivals must reach the wire intact, each request with its own tier,
+deadline and tensor, even though encoders reuse their bytes (grpc.aio copies them only when a
+call's task first runs; the h2 transport copies only what the kernel does not take at once);
 --processes N shares one stream over N channels into one CSV, and a dead sender ends the run."""
 from __future__ import annotations
 
@@ -57,15 +58,17 @@ def recording_server() -> Iterator[RecordingServer]:
     server.stop()
 
 
-@pytest.mark.parametrize("fresh, processes", [(False, 1), (True, 1), (False, 3)])
-def test_bursts_reach_the_wire_intact(tmp_path, recording_server, fresh, processes):
+@pytest.mark.parametrize("fresh, processes, transport", [
+    (False, 1, "h2"), (True, 1, "h2"), (False, 3, "h2"),
+    (False, 1, "grpcio"), (False, 3, "grpcio")])
+def test_bursts_reach_the_wire_intact(tmp_path, recording_server, fresh, processes, transport):
     trace = tmp_path / "bursts.csv"
     trace.write_text("Timestamp,tier,slo,model\n" + "".join(
         f"{1_000 + 200 * burst},{1 + i % 3},urgent,resnet50\n"
         for burst in range(BURSTS) for i in range(BURST_SIZE)))
     proc, csv_path = run_fastload(tmp_path, "--scheduler-url", recording_server.address,
                                   "--arrival-trace", str(trace), "--seed", "5",
-                                  "--processes", str(processes),
+                                  "--processes", str(processes), "--transport", transport,
                                   # A burst at one instant is sent one request after another:
                                   # here the client's delay is the point, not a fault.
                                   "--max-lag-ms", "10000",

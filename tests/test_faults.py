@@ -54,13 +54,16 @@ def wait_for_rows(proc: subprocess.Popen, csv_path: Path, count: int,
     raise AssertionError(f"fewer than {count} rows in {csv_path} within {timeout_s} s")
 
 
-def test_scheduler_dying_mid_run_completes_every_sample_with_unavailable(tmp_path, start_scheduler):
+@pytest.mark.parametrize("transport", ["h2", "grpcio"])
+def test_scheduler_dying_mid_run_completes_every_sample_with_unavailable(tmp_path, start_scheduler,
+                                                                          transport):
     scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
                                 "--service-ms", "vit=1")
     started = time.monotonic()
     proc, csv_path = start_fastload(tmp_path, "--scheduler-url", scheduler.address,
                                     "--total-qps", "200", "--duration-ms", "4000",
-                                    "--timeout-ms", "2000", "--seed", "9")
+                                    "--timeout-ms", "2000", "--seed", "9",
+                                    "--transport", transport)
     wait_for_output(proc, "fastload: seed")
     wait_for_rows(proc, csv_path, 100)
     scheduler.proc.kill()
@@ -80,13 +83,15 @@ def test_scheduler_dying_mid_run_completes_every_sample_with_unavailable(tmp_pat
     assert per_class == statuses["UNAVAILABLE"]
 
 
-def test_stalled_scheduler_times_out_keeps_the_rate_and_caps_memory(tmp_path, start_scheduler):
+@pytest.mark.parametrize("transport", ["h2", "grpcio"])
+def test_stalled_scheduler_times_out_keeps_the_rate_and_caps_memory(tmp_path, start_scheduler,
+                                                                   transport):
     scheduler = start_scheduler("--gpus", "64", "--service-ms", "resnet50=1",
                                 "--service-ms", "vit=1")
     proc, csv_path = start_fastload(tmp_path, "--scheduler-url", scheduler.address,
                                     "--total-qps", "300", "--duration-ms", "10000",
                                     "--timeout-ms", "1500", "--max-inflight", "200",
-                                    "--seed", "4")
+                                    "--seed", "4", "--transport", transport)
     # Connected, then frozen: the kernel still accepts bytes, nothing is ever answered.
     wait_for_output(proc, "fastload: seed")
     os.kill(scheduler.pid, signal.SIGSTOP)

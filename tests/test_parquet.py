@@ -94,6 +94,7 @@ def test_a_parquet_run_matches_the_csv_run_of_the_same_seed(tmp_path, address):
     assert metadata["seed"] == 1234 and metadata["workload"] == "balanced"
     assert metadata["load_certificate"]["verdict"] == summary["load"]["verdict"]
     assert "Poisson arrivals at 200 QPS" in metadata["arrivals"] and metadata["version"]
+    assert metadata["transport"] == summary["transport"] == "h2"
 
 
 def journal_rows(journal: Path) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import time
 from pathlib import Path
 
@@ -69,6 +70,27 @@ def test_tls_run_with_auth_metadata_succeeds(tmp_path, start_scheduler, pki):
                                   "--duration-ms", "1000")
     assert proc.returncode == 0, proc.stderr
     assert {r["status"] for r in read_rows(csv_path)} == {"OK"}
+    # TLS goes over grpcio (the h2 transport is cleartext), without being asked.
+    assert json.loads(csv_path.with_suffix(".json").read_text())["transport"] == "grpcio"
+
+
+def test_tls_over_the_h2_transport_is_refused_before_traffic(tmp_path, pki):
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", "127.0.0.1:1", "--tls",
+                                  "--ca-cert", pki["ca"][0], "--transport", "h2")
+    assert proc.returncode == 2 and not csv_path.exists()
+    assert "--transport h2 speaks cleartext HTTP/2 only" in proc.stderr
+
+
+@pytest.mark.parametrize("token, statuses, code", [("s3cret", {"OK"}, 0),
+                                                  ("wrong", {"UNAUTHENTICATED"}, 1)])
+def test_auth_metadata_over_cleartext_h2(tmp_path, start_scheduler, token, statuses, code):
+    scheduler = start_scheduler("--gpus", "16", "--auth-token", "s3cret")
+    proc, csv_path = run_fastload(tmp_path, "--scheduler-url", scheduler.address,
+                                  "--transport", "h2", "--metadata",
+                                  f"authorization=Bearer {token}", "--total-qps", "50",
+                                  "--duration-ms", "1000")
+    assert proc.returncode == code, proc.stderr
+    assert {r["status"] for r in read_rows(csv_path)} == statuses
 
 
 def test_wrong_auth_metadata_is_recorded_as_unauthenticated(tmp_path, start_scheduler, pki):

@@ -26,6 +26,8 @@ SERVER_METRICS_SUFFIX = ".server-metrics.csv"
 # --output-format: the per-request results as CSV (the spec's) or Parquet; a Parquet run streams
 # its rows to a journal (Arrow's IPC stream) while it runs and seals it into Parquet at the end.
 CSV_FORMAT, PARQUET_FORMAT = "csv", "parquet"
+# --transport: grpcio's channel, or fastload's own HTTP/2 connections (send.h2, cleartext only)
+GRPCIO_TRANSPORT, H2_TRANSPORT = "grpcio", "h2"
 PARQUET_SUFFIX = ".parquet"
 JOURNAL_SUFFIX = ".arrows"
 
@@ -109,6 +111,7 @@ class RunConfig:
     server_metrics: tuple[str, ...] = ()
     server_metrics_interval_ms: int = DEFAULT_SCRAPE_INTERVAL_MS
     output_format: str = CSV_FORMAT  # --output-format
+    transport: str = GRPCIO_TRANSPORT  # --transport
 
     @property
     def summary_json(self) -> Path:

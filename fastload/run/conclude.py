@@ -47,7 +47,7 @@ def opening_line(config: RunConfig, plans: Sequence[Plan], address: str, how: st
     split)."""
     signal = config.priority_signal.kind
     return (f"fastload: seed {config.seed}, {config.workload.name}, "
-            f"{describe_arrivals(config, plans)} -> {address}"
+            f"{describe_arrivals(config, plans)} -> {address} over {config.transport}"
             f"{' (KServe v2)' if config.kserve else ''}{how}"
             f"{'' if signal == AS_IS else f', priority signal {signal}'}")
 
@@ -71,7 +71,7 @@ def seal_records(outputs: RunOutputs, config: RunConfig, plans: Sequence[Plan],
         return []
     metadata = {"version": __version__, "seed": config.seed,
                 "workload": config.workload.name, "arrivals": describe_arrivals(config, plans),
-                "load_certificate": json_ready(asdict(load))}
+                "transport": config.transport, "load_certificate": json_ready(asdict(load))}
     try:
         seal(outputs.records, outputs.parquet, metadata)
     except (OSError, pa.ArrowException) as exc:
@@ -95,7 +95,8 @@ def conclude(config: RunConfig, stats: RunStats, verdicts: Sequence[LoadGenVerdi
                         signum is not None, config.phases, start_mono_ns, load,
                         config.priority_signal.kind)
     server = {"server_metrics": scraped.summary()} if scraped is not None else {}
-    write_json(summary, config.summary_json, {**(extra_json or {}), **server})
+    write_json(summary, config.summary_json,
+               {"transport": config.transport, **(extra_json or {}), **server})
     print(format_summary(summary), flush=True)
     for note in [*notes, *(scraped.lines() if scraped is not None else [])]:
         print(note, flush=True)

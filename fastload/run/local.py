@@ -15,7 +15,7 @@ import numpy as np
 
 from fastload.arrivals.pipe import Arrivals, Issuer
 from fastload.arrivals.plans import arrival_plans
-from fastload.contract.config import RunConfig
+from fastload.contract.config import H2_TRANSPORT, RunConfig
 from fastload.contract.exits import EXIT_LOADGEN_FAILED, EXIT_OUTPUT_FAILED
 from fastload.memory import keep_freed_buffers, without_gc_pauses
 from fastload.records.recorder import Recorder
@@ -36,6 +36,8 @@ from fastload.scrape.scraper import start_scraping
 from fastload.send.base import Sender
 from fastload.send.channel import check_reachable, open_channel
 from fastload.send.dispatch import Dispatcher
+from fastload.send.grpcio import open_grpcio_calls
+from fastload.send.h2.channel import open_h2_channel
 from fastload.send.processes import SenderProcesses
 from fastload.targets.base import Target
 from fastload.targets.kserve import KServeTarget
@@ -185,14 +187,16 @@ def _both(first: Callable[[Sequence], None], second: Callable[[Sequence], None]
 
 def open_sender(config: RunConfig, address: str, target: Target, arrivals: Arrivals) -> Sender:
     """The sender: this process's event loop, or --processes N sender processes."""
-    channel = partial(open_channel, config.tls, address, aio=True)
     timeout_s = config.timeout_ms / 1000
+    if config.transport == H2_TRANSPORT:
+        calls = partial(open_h2_channel, address, timeout_s, config.metadata)
+    else:
+        calls = partial(open_grpcio_calls, config.tls, address, timeout_s, config.metadata)
     if config.processes > 1:
-        return SenderProcesses(config.processes, arrivals, channel, target, timeout_s,
+        return SenderProcesses(config.processes, arrivals, calls, target, timeout_s,
                                config.max_inflight, timeout_s + DRAIN_MARGIN_S,
-                               config.metadata, config.priority_signal,
-                               multiprocessing.get_context("spawn"))
-    return Dispatcher(channel, target, timeout_s, config.max_inflight, config.metadata,
+                               config.priority_signal, multiprocessing.get_context("spawn"))
+    return Dispatcher(calls, target, timeout_s, config.max_inflight,
                       signal=config.priority_signal)
 
 

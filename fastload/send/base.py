@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol, Sequence
 
-import grpc.aio
+import grpc
 
 from fastload.contract.load import ProcessLoad
 
@@ -14,9 +14,30 @@ if TYPE_CHECKING:
     from fastload.records.recorder import Recorder
     from fastload.records.row import Record
 
-# Makes the channel the load goes on; called on the sender's own event loop (grpc.aio binds a
-# channel to the loop it is made on), in whichever process sends.
-ChannelFactory = Callable[[], grpc.aio.Channel]
+# What a call's end hands back, once: its gRPC code and message and, for OK, the response's bytes.
+Ended = Callable[[grpc.StatusCode, str, "bytes | None"], None]
+
+
+class Call(Protocol):
+    def cancel(self) -> object:
+        """End the call as CANCELLED unless it has ended."""
+
+
+class Calls(Protocol):
+    """The run's unary calls to the target on the sender's event loop: over grpcio
+    (``send.grpcio``) or over fastload's own HTTP/2 connections (``send.h2``)."""
+
+    def start(self, payload: bytes, ended: Ended) -> Call:
+        """Start a call carrying ``payload`` (bytes the encoder rewrites a few calls later);
+        ``ended`` is called once when it ends, possibly before ``start`` returns."""
+
+    async def close(self) -> None:
+        """Close the connections; calls still in flight end as CANCELLED."""
+
+
+# Makes the calls of one gRPC method (its path), on the sender's own event loop (grpc.aio binds
+# a channel to the loop it is made on), in whichever process sends; picklable for --processes.
+OpenCalls = Callable[[str], Awaitable[Calls]]
 
 
 class Records(Protocol):

@@ -1,8 +1,9 @@
 """The SUT's gRPC half: one event loop that turns issued samples into calls to the target.
 
 The loop watches the arrivals pipe; when samples are there it reads them all, rewrites each
-one's request bytes and *starts* its call on a ``grpc.aio`` channel, so the number of requests in
-flight is bounded by ``max_inflight`` and a stalled scheduler cannot slow LoadGen's schedule.
+one's request bytes and *starts* its call (over grpcio, or fastload's own HTTP/2: ``Calls``), so
+the number of requests in flight is bounded by ``max_inflight`` and a stalled scheduler cannot
+slow LoadGen's schedule.
 One thread and asyncio, not a pool of threads blocking in ``future()``: measured on 2 cores,
 grpc.aio spends 0.87-0.93x the CPU per request of sync ``future()`` from one thread, and
 handing samples to four sender threads cost 1.08-1.19x; one loop also means no locks between
@@ -16,16 +17,16 @@ import select
 import threading
 import time
 from collections import deque
-from typing import Mapping, Sequence
+from functools import partial
+from typing import Mapping
 
 import grpc
-import grpc.aio
 
 from fastload.arrivals.pipe import Arrivals, Issuer
 from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.contract.signals import PrioritySignal
 from fastload.records.row import STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, Record
-from fastload.send.base import ChannelFactory, Records
+from fastload.send.base import Call, OpenCalls, Records
 from fastload.send.loop_lag import LoopLag
 from fastload.targets._tensor import DEFAULT_POOL_SIZE
 from fastload.targets.base import Encode, Target
@@ -35,27 +36,26 @@ STOP_POLL_S = 0.1
 # The watchdog's period, and how long after its gRPC deadline a call is ended regardless.
 WATCHDOG_PERIOD_S = 0.1
 WATCHDOG_GRACE_S = 0.5
-CONNECT_TIMEOUT_S = 3.0
 # Samples sent per turn of the loop, at most an encoder's pool: grpc.aio copies a request's bytes
-# only when its call's task first runs, on the loop's next turn, and an encoder rewrites a
-# request's bytes pool-size calls later. A later turn handles what is left in the pipe.
+# only when its call's task first runs, on the loop's next turn (the h2 transport sends or
+# copies them before ``start`` returns), and an encoder rewrites a request's bytes pool-size
+# calls later. A later turn handles what is left in the pipe.
 SAMPLES_PER_TURN = DEFAULT_POOL_SIZE
 
 class Dispatcher:
     """Turns samples from arrival processes into calls and records each outcome (a Sender; a
     sender process runs one too, recording into its Forwarder).
 
-    ``open_channel`` makes the channel; it is called on the dispatcher's own event loop, which
+    ``open_calls`` makes the calls; it is called on the dispatcher's own event loop, which
     runs only inside ``serve``, ``drain`` and ``close``.
     """
 
     def __init__(
         self,
-        open_channel: ChannelFactory,
+        open_calls: OpenCalls,
         target: Target,
         timeout_s: float,
         max_inflight: int,
-        metadata: Sequence[tuple[str, str]] = (),
         sender: int = 0,
         name: str = "fastload",
         signal: PrioritySignal = PrioritySignal(),
@@ -63,22 +63,17 @@ class Dispatcher:
         self._name = name
         self._signal = signal
         self._loop = asyncio.new_event_loop()
-        self._channel = self._loop.run_until_complete(_connected(open_channel))
-        # No serializers: the encoder's bytes go to the wire as they are, the response's come
-        # back as they are.
-        self._infer = self._channel.unary_unary(target.method, _registered_method=True)
+        self._calls = self._loop.run_until_complete(open_calls(target.method))
         self._outcome = target.outcome
         self._encoders: Mapping[str, Encode] = target.encoders(sender)
         self._records: Records | None = None  # from serve()
-        self._timeout_s = timeout_s
         self._watchdog_after_ns = int((timeout_s + WATCHDOG_GRACE_S) * 1e9)
-        self._metadata = tuple(metadata) or None
         self._max_inflight = max_inflight
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.died: list[str] = []  # this process cannot lose a sender: it is the sender
-        self._sent: deque[tuple[int, Issuer, Record, grpc.aio.UnaryUnaryCall]] = deque()
+        self._sent: deque[tuple[int, Issuer, Record, Call]] = deque()
         self._loop_lag = LoopLag()
         self._watchdog_due_s = 0.0
         self._schedule_watchdog()
@@ -143,27 +138,23 @@ class Dispatcher:
     def _send(self, issuer: Issuer, record: Record, encode: Encode, tier: int) -> None:
         """The one place a request is built and sent, carrying ``tier`` (the priority
         signal's; the record keeps its own)."""
+        self._inflight += 1
+        self._idle.clear()
         try:
             payload = encode(tier, record.deadline_ns)
             record.send_mono_ns = time.monotonic_ns()
-            call = self._infer(payload, timeout=self._timeout_s, metadata=self._metadata)
+            call = self._calls.start(payload, partial(self._ended, issuer, record))
         except Exception:  # noqa: BLE001 - any client-side failure still completes the sample
-            self._finish(issuer, record, STATUS_CLIENT_ERROR, False)
+            self._ended(issuer, record, None, "", None)
             return
-        self._inflight += 1
-        self._idle.clear()
-        self._loop.create_task(self._await_outcome(issuer, record, call))
         self._sent.append((record.send_mono_ns + self._watchdog_after_ns, issuer, record, call))
 
-    async def _await_outcome(self, issuer: Issuer, record: Record,
-                             call: grpc.aio.UnaryUnaryCall) -> None:
+    def _ended(self, issuer: Issuer, record: Record, code: grpc.StatusCode | None,
+               details: str, response: bytes | None) -> None:
+        """A call's end, from its transport (``code`` None: it failed on the client)."""
         try:
-            response = await call
-            status, success = self._outcome(grpc.StatusCode.OK, "", response)
-        except grpc.aio.AioRpcError as error:
-            status, success = self._outcome(error.code(), error.details() or "", None)
-        except asyncio.CancelledError:  # the watchdog's cancel: the sample is already finished
-            status, success = grpc.StatusCode.CANCELLED.name, False
+            status, success = (STATUS_CLIENT_ERROR, False) if code is None \
+                else self._outcome(code, details, response)
         except Exception:  # noqa: BLE001 - an undecodable response is a failed request
             status, success = STATUS_CLIENT_ERROR, False
         self._finish(issuer, record, status, success)
@@ -176,7 +167,8 @@ class Dispatcher:
 
         Measured: with the scheduler process frozen (SIGSTOP) while its socket is full, some
         grpcio calls never report their deadline until the peer wakes, and LoadGen would wait
-        for them for ever. Calls are checked in send order; the timeout is the same for all.
+        for them for ever (the h2 transport ends calls at their deadline itself). Calls are
+        checked in send order; the timeout is the same for all.
         How late this callback runs is the loop's lag (``loop_lag``).
         """
         self._loop_lag.observe(self._loop.time() - self._watchdog_due_s)
@@ -214,17 +206,6 @@ class Dispatcher:
         return True
 
     def close(self) -> None:
-        """Close the channel (cancelling any call still in flight) and the loop."""
-        self._loop.run_until_complete(self._channel.close())
+        """Close the calls' connections (cancelling any call still in flight) and the loop."""
+        self._loop.run_until_complete(self._calls.close())
         self._loop.close()
-
-
-async def _connected(open_channel: ChannelFactory) -> grpc.aio.Channel:
-    """A channel made on the running loop (grpc.aio binds it there), connected if the target
-    answers within CONNECT_TIMEOUT_S, so the first sample does not wait for the handshake."""
-    channel = open_channel()
-    try:
-        await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        pass  # the calls will say what is wrong, sample by sample
-    return channel

@@ -19,7 +19,6 @@ import time
 from dataclasses import astuple
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
-from typing import Sequence
 
 import grpc
 
@@ -37,7 +36,7 @@ from fastload.records.row import (
     STATUS_OK,
     Record,
 )
-from fastload.send.base import ChannelFactory
+from fastload.send.base import OpenCalls
 from fastload.send.dispatch import Dispatcher
 from fastload.targets.base import Target
 
@@ -72,9 +71,9 @@ EXIT_GRACE_S = 5.0
 class SenderProcesses:
     """The Sender for ``--processes N`` (N >= 2)."""
 
-    def __init__(self, count: int, arrivals: Arrivals, open_channel: ChannelFactory,
+    def __init__(self, count: int, arrivals: Arrivals, open_calls: OpenCalls,
                  target: Target, timeout_s: float, max_inflight: int, drain_s: float,
-                 metadata: Sequence[tuple[str, str]], signal: PrioritySignal, context) -> None:
+                 signal: PrioritySignal, context) -> None:
         self._arrivals = arrivals
         self._issuers = arrivals.issuers
         self._in_flight: dict[Connection, int] = {}  # senders still running, by their pipe
@@ -89,9 +88,8 @@ class SenderProcesses:
             receiver, sender_end = context.Pipe(duplex=False)
             process = context.Process(
                 target=_sender_main, name=f"fastload-sender-{sender}", daemon=True,
-                args=(sender, arrivals, open_channel, target, timeout_s,
-                      math.ceil(max_inflight / count), drain_s, tuple(metadata), signal,
-                      sender_end))
+                args=(sender, arrivals, open_calls, target, timeout_s,
+                      math.ceil(max_inflight / count), drain_s, signal, sender_end))
             process.start()
             sender_end.close()
             self._processes.append(process)
@@ -247,13 +245,12 @@ class Forwarder:
         self.flush()
 
 
-def _sender_main(sender: int, arrivals: Arrivals, open_channel: ChannelFactory, target: Target,
-                 timeout_s: float, max_inflight: int, drain_s: float,
-                 metadata: tuple[tuple[str, str], ...], priority: PrioritySignal,
+def _sender_main(sender: int, arrivals: Arrivals, open_calls: OpenCalls, target: Target,
+                 timeout_s: float, max_inflight: int, drain_s: float, priority: PrioritySignal,
                  parent: Connection) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    dispatcher = Dispatcher(open_channel, target, timeout_s, max_inflight, metadata, sender,
+    dispatcher = Dispatcher(open_calls, target, timeout_s, max_inflight, sender,
                             name=f"fastload-sender-{sender}", signal=priority)
     forwarder = Forwarder(parent, dispatcher)
     parent.send_bytes(READY)

@@ -51,6 +51,7 @@ def _fastload_scraping(interval_ms: int) -> Callable[[str, float, int, int, Path
 
 
 TINY_TENSOR = ("--input-shape", "1,16")
+TINY_WORKLOAD = ("--workload-file", str(BENCH_DIR / "tensor16.toml"))
 
 CONTENDERS = (
     Contender("spec", "the spec's client (one class, thread per query, tolist)",
@@ -81,6 +82,10 @@ CONTENDERS = (
     Contender("floor-16", "the floor, 1x16 tensor", _script("client_floor.py", *TINY_TENSOR)),
     Contender("h2-proto-16", "h2-proto, 1x16 tensor", _script("client_h2.py", *TINY_TENSOR)),
     Contender("h2load-16", "h2load, 1x16 tensor", _script("client_h2load.py", *TINY_TENSOR)),
+    Contender("fastload-grpcio-16", "fastload --transport grpcio, 1x16 tensors",
+              _fastload("--transport", "grpcio", *TINY_WORKLOAD)),
+    Contender("fastload-h2-16", "fastload --transport h2, 1x16 tensors",
+              _fastload("--transport", "h2", *TINY_WORKLOAD)),
     # KServe v2 against the same reference scheduler (issue 12); tritonclient needs protobuf < 7.
     Contender("fastload-kserve", "python -m fastload --protocol kserve",
               _fastload("--protocol", "kserve")),

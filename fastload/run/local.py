@@ -33,11 +33,11 @@ from fastload.run.embedded import embedded_scheduler
 from fastload.run.outputs import RunOutputs
 from fastload.run.progress import Progress
 from fastload.scrape.scraper import start_scraping
-from fastload.send.base import Sender
+from fastload.send.base import Sender, Transport
 from fastload.send.channel import check_reachable, open_channel
 from fastload.send.dispatch import Dispatcher
 from fastload.send.grpcio import open_grpcio_calls
-from fastload.send.h2.channel import open_h2_channel
+from fastload.send.h2.channel import h2_event_loop, open_h2_channel
 from fastload.send.processes import SenderProcesses
 from fastload.targets.base import Target
 from fastload.targets.kserve import KServeTarget
@@ -189,14 +189,16 @@ def open_sender(config: RunConfig, address: str, target: Target, arrivals: Arriv
     """The sender: this process's event loop, or --processes N sender processes."""
     timeout_s = config.timeout_ms / 1000
     if config.transport == H2_TRANSPORT:
-        calls = partial(open_h2_channel, address, timeout_s, config.metadata)
+        transport = Transport(partial(open_h2_channel, address, timeout_s, config.metadata),
+                              h2_event_loop)
     else:
-        calls = partial(open_grpcio_calls, config.tls, address, timeout_s, config.metadata)
+        transport = Transport(partial(open_grpcio_calls, config.tls, address, timeout_s,
+                                      config.metadata))
     if config.processes > 1:
-        return SenderProcesses(config.processes, arrivals, calls, target, timeout_s,
+        return SenderProcesses(config.processes, arrivals, transport, target, timeout_s,
                                config.max_inflight, timeout_s + DRAIN_MARGIN_S,
                                config.priority_signal, multiprocessing.get_context("spawn"))
-    return Dispatcher(calls, target, timeout_s, config.max_inflight,
+    return Dispatcher(transport, target, timeout_s, config.max_inflight,
                       signal=config.priority_signal)
 
 

@@ -2,7 +2,9 @@
 ``--processes N`` sender processes (``SenderProcesses``). A run holds one and never asks which."""
 from __future__ import annotations
 
+import asyncio
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol, Sequence
 
 import grpc
@@ -35,9 +37,15 @@ class Calls(Protocol):
         """Close the connections; calls still in flight end as CANCELLED."""
 
 
-# Makes the calls of one gRPC method (its path), on the sender's own event loop (grpc.aio binds
-# a channel to the loop it is made on), in whichever process sends; picklable for --processes.
-OpenCalls = Callable[[str], Awaitable[Calls]]
+@dataclass(frozen=True)
+class Transport:
+    """How a sender reaches the target, in whichever process sends (picklable for
+    --processes): the event loop it runs and the calls it starts there."""
+
+    # Makes the calls of one gRPC method (its path), on the sender's loop (grpc.aio binds a
+    # channel to the loop it is made on).
+    open_calls: Callable[[str], Awaitable[Calls]]
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
 
 
 class Records(Protocol):

@@ -26,7 +26,7 @@ from fastload.arrivals.pipe import Arrivals, Issuer
 from fastload.contract.load import ProcessClock, ProcessLoad
 from fastload.contract.signals import PrioritySignal
 from fastload.records.row import STATUS_CLIENT_ERROR, STATUS_CLIENT_OVERLOAD, Record
-from fastload.send.base import Call, OpenCalls, Records
+from fastload.send.base import Call, Records, Transport
 from fastload.send.loop_lag import LoopLag
 from fastload.targets._tensor import DEFAULT_POOL_SIZE
 from fastload.targets.base import Encode, Target
@@ -46,13 +46,13 @@ class Dispatcher:
     """Turns samples from arrival processes into calls and records each outcome (a Sender; a
     sender process runs one too, recording into its Forwarder).
 
-    ``open_calls`` makes the calls; it is called on the dispatcher's own event loop, which
-    runs only inside ``serve``, ``drain`` and ``close``.
+    ``transport`` makes the dispatcher's own event loop, which runs only inside ``serve``,
+    ``drain`` and ``close``, and the calls on it.
     """
 
     def __init__(
         self,
-        open_calls: OpenCalls,
+        transport: Transport,
         target: Target,
         timeout_s: float,
         max_inflight: int,
@@ -62,8 +62,8 @@ class Dispatcher:
     ) -> None:
         self._name = name
         self._signal = signal
-        self._loop = asyncio.new_event_loop()
-        self._calls = self._loop.run_until_complete(open_calls(target.method))
+        self._loop = transport.new_loop()
+        self._calls = self._loop.run_until_complete(transport.open_calls(target.method))
         self._outcome = target.outcome
         self._encoders: Mapping[str, Encode] = target.encoders(sender)
         self._records: Records | None = None  # from serve()
@@ -171,7 +171,7 @@ class Dispatcher:
         checked in send order; the timeout is the same for all.
         How late this callback runs is the loop's lag (``loop_lag``).
         """
-        self._loop_lag.observe(self._loop.time() - self._watchdog_due_s)
+        self._loop_lag.observe(time.monotonic() - self._watchdog_due_s)
         now_ns = time.monotonic_ns()
         while self._sent and self._sent[0][0] <= now_ns:
             _, issuer, record, call = self._sent.popleft()
@@ -181,8 +181,9 @@ class Dispatcher:
         self._schedule_watchdog()
 
     def _schedule_watchdog(self) -> None:
-        self._watchdog_due_s = self._loop.time() + WATCHDOG_PERIOD_S
-        self._loop.call_at(self._watchdog_due_s, self._expire)
+        # The clock, not the loop's: uvloop's loop.time() is libuv's, in whole milliseconds.
+        self._watchdog_due_s = time.monotonic() + WATCHDOG_PERIOD_S
+        self._loop.call_later(WATCHDOG_PERIOD_S, self._expire)
 
     def _finish(self, issuer: Issuer, record: Record, status: str, success: bool) -> None:
         """The one place a sample is recorded and completed towards LoadGen."""

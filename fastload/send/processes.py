@@ -36,7 +36,7 @@ from fastload.records.row import (
     STATUS_OK,
     Record,
 )
-from fastload.send.base import OpenCalls
+from fastload.send.base import Transport
 from fastload.send.dispatch import Dispatcher
 from fastload.targets.base import Target
 
@@ -71,7 +71,7 @@ EXIT_GRACE_S = 5.0
 class SenderProcesses:
     """The Sender for ``--processes N`` (N >= 2)."""
 
-    def __init__(self, count: int, arrivals: Arrivals, open_calls: OpenCalls,
+    def __init__(self, count: int, arrivals: Arrivals, transport: Transport,
                  target: Target, timeout_s: float, max_inflight: int, drain_s: float,
                  signal: PrioritySignal, context) -> None:
         self._arrivals = arrivals
@@ -88,7 +88,7 @@ class SenderProcesses:
             receiver, sender_end = context.Pipe(duplex=False)
             process = context.Process(
                 target=_sender_main, name=f"fastload-sender-{sender}", daemon=True,
-                args=(sender, arrivals, open_calls, target, timeout_s,
+                args=(sender, arrivals, transport, target, timeout_s,
                       math.ceil(max_inflight / count), drain_s, signal, sender_end))
             process.start()
             sender_end.close()
@@ -245,12 +245,12 @@ class Forwarder:
         self.flush()
 
 
-def _sender_main(sender: int, arrivals: Arrivals, open_calls: OpenCalls, target: Target,
+def _sender_main(sender: int, arrivals: Arrivals, transport: Transport, target: Target,
                  timeout_s: float, max_inflight: int, drain_s: float, priority: PrioritySignal,
                  parent: Connection) -> None:
     # Ctrl-C reaches the whole process group; the parent decides when this process stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    dispatcher = Dispatcher(open_calls, target, timeout_s, max_inflight, sender,
+    dispatcher = Dispatcher(transport, target, timeout_s, max_inflight, sender,
                             name=f"fastload-sender-{sender}", signal=priority)
     forwarder = Forwarder(parent, dispatcher)
     parent.send_bytes(READY)

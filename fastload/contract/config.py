@@ -111,7 +111,7 @@ class RunConfig:
     server_metrics: tuple[str, ...] = ()
     server_metrics_interval_ms: int = DEFAULT_SCRAPE_INTERVAL_MS
     output_format: str = CSV_FORMAT  # --output-format
-    transport: str = GRPCIO_TRANSPORT  # --transport
+    transport: str = GRPCIO_TRANSPORT  # --transport (the command line picks h2 unless --tls)
 
     @property
     def summary_json(self) -> Path:

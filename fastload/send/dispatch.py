@@ -145,7 +145,8 @@ class Dispatcher:
             record.send_mono_ns = time.monotonic_ns()
             call = self._calls.start(payload, partial(self._ended, issuer, record))
         except Exception:  # noqa: BLE001 - any client-side failure still completes the sample
-            self._ended(issuer, record, None, "", None)
+            if not record.status:  # unless the transport ended the call before it failed
+                self._ended(issuer, record, None, "", None)
             return
         self._sent.append((record.send_mono_ns + self._watchdog_after_ns, issuer, record, call))
 

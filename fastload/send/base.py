@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from fastload.records.recorder import Recorder
     from fastload.records.row import Record
 
+# How long a sender waits for a connection to the target, at the start and (h2) when it
+# reconnects; past it, calls say what is wrong, sample by sample.
+CONNECT_TIMEOUT_S = 3.0
+
 # What a call's end hands back, once: its gRPC code and message and, for OK, the response's bytes.
 Ended = Callable[[grpc.StatusCode, str, "bytes | None"], None]
 

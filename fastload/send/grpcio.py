@@ -8,10 +8,8 @@ import grpc
 import grpc.aio
 
 from fastload.contract.config import TlsConfig
-from fastload.send.base import Ended
+from fastload.send.base import CONNECT_TIMEOUT_S, Ended
 from fastload.send.channel import open_channel
-
-CONNECT_TIMEOUT_S = 3.0
 
 
 class GrpcioCalls:

@@ -16,11 +16,10 @@ except ImportError:  # a platform without uvloop's wheels (Windows)
     uvloop = None
 
 from fastload import __version__
-from fastload.send.base import Ended
+from fastload.send.base import CONNECT_TIMEOUT_S, Ended
 from fastload.send.h2 import frames
 from fastload.send.h2.connection import Connection, Stream, grpc_message
 
-CONNECT_TIMEOUT_S = 3.0
 # How long a new connection waits for the server's SETTINGS before calls go with HTTP/2's
 # defaults (a 64 KiB window) until they come.
 SETTINGS_WAIT_S = 3.0
